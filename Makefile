@@ -1,0 +1,43 @@
+# The two commands of the README: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install run test lint postgres bench soak
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	DEBUG=true $(BIN)/python manage.py migrate --noinput
+	DEBUG=true $(BIN)/python manage.py register_providers
+	DEBUG=true $(BIN)/python manage.py seed_demo
+	@echo
+	@echo "  Demo storefront: http://127.0.0.1:8000/"
+	@echo "  Back office:     http://127.0.0.1:8000/admin/  (login: operator / operator-demo-password)"
+	@echo "  API docs:        http://127.0.0.1:8000/api/docs/"
+	@echo
+	DEBUG=true $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# PostgreSQL is what the suite runs on: start the local cluster if it is installed but down.
+postgres:
+	@if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+		echo "starting PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+	@pg_isready -h 127.0.0.1 -p 5432
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install postgres lint
+	$(BIN)/pytest

@@ -1,0 +1,187 @@
+"""Storefront input and output serializers: one per action, outputs read prefetched rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from checkout.models import Cart, LineItem, Order, Region
+from payments.api.fields import InputSerializer, StrictIntegerField
+from payments.models import Payment, PaymentSession, Refund
+
+
+class RegionSerializer(serializers.ModelSerializer):
+    payment_providers = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Region
+        fields = ["id", "name", "currency_code", "payment_providers"]
+
+    def get_payment_providers(self, region: Region) -> list[str]:
+        return sorted(p.id for p in region.payment_providers.all() if p.is_installed)
+
+
+class ProductPriceSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    title = serializers.CharField()
+    sku = serializers.CharField()
+    price = serializers.IntegerField()
+    currency_code = serializers.CharField()
+
+
+class LineItemSerializer(serializers.ModelSerializer):
+    total = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = LineItem
+        fields = ["id", "product_id", "title", "unit_price", "quantity", "total"]
+
+
+class PaymentSessionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PaymentSession
+        fields = [
+            "id",
+            "cart_id",
+            "provider_id",
+            "status",
+            "is_selected",
+            "amount",
+            "currency_code",
+            "data",
+            "payment_authorized_at",
+        ]
+
+
+class CartSerializer(serializers.ModelSerializer):
+    items = LineItemSerializer(many=True, read_only=True)
+    subtotal = serializers.IntegerField(read_only=True)
+    total = serializers.IntegerField(read_only=True)
+    payment_sessions = PaymentSessionSerializer(many=True, read_only=True)
+    payment_session = serializers.SerializerMethodField()
+    order_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Cart
+        fields = [
+            "id",
+            "region_id",
+            "currency_code",
+            "email",
+            "type",
+            "items",
+            "subtotal",
+            "total",
+            "payment_sessions",
+            "payment_session",
+            "idempotency_key",
+            "payment_authorized_at",
+            "completed_at",
+            "order_id",
+        ]
+
+    def get_payment_session(self, cart: Cart) -> dict[str, Any] | None:
+        session = cart.selected_session
+        return PaymentSessionSerializer(session).data if session else None
+
+    def get_order_id(self, cart: Cart) -> str | None:
+        order = getattr(cart, "order", None) if cart.completed_at else None
+        return order.id if order else None
+
+
+class PaymentSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Payment
+        fields = [
+            "id",
+            "provider_id",
+            "currency_code",
+            "amount",
+            "amount_captured",
+            "amount_refunded",
+            "captured_at",
+            "canceled_at",
+            "created_at",
+        ]
+
+
+class RefundSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Refund
+        fields = ["id", "payment_id", "order_id", "amount", "reason", "note", "created_at"]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    items = serializers.SerializerMethodField()
+    payments = PaymentSummarySerializer(many=True, read_only=True)
+    refunds = RefundSerializer(many=True, read_only=True)
+    paid_total = serializers.SerializerMethodField()
+    refunded_total = serializers.SerializerMethodField()
+    refundable_amount = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "cart_id",
+            "region_id",
+            "email",
+            "currency_code",
+            "items",
+            "total",
+            "status",
+            "payment_status",
+            "payments",
+            "refunds",
+            "paid_total",
+            "refunded_total",
+            "refundable_amount",
+            "created_at",
+        ]
+
+    def get_items(self, order: Order) -> list[dict[str, Any]]:
+        return LineItemSerializer(order.cart.items.all(), many=True).data  # type: ignore[return-value]
+
+    def get_paid_total(self, order: Order) -> int:
+        return sum(p.amount_captured for p in order.payments.all())
+
+    def get_refunded_total(self, order: Order) -> int:
+        return sum(p.amount_refunded for p in order.payments.all())
+
+    def get_refundable_amount(self, order: Order) -> int:
+        return sum(p.refundable_amount for p in order.payments.all())
+
+
+class CartCreateInput(InputSerializer):
+    region_id = serializers.CharField(max_length=40)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+
+
+class CartUpdateInput(InputSerializer):
+    region_id = serializers.CharField(max_length=40, required=False)
+    email = serializers.EmailField(required=False, allow_blank=True)
+
+
+class LineItemCreateInput(InputSerializer):
+    product_id = serializers.CharField(max_length=40)
+    quantity = StrictIntegerField(min_value=1, max_value=1000)
+
+
+class LineItemUpdateInput(InputSerializer):
+    quantity = StrictIntegerField(min_value=0, max_value=1000)
+
+
+class SessionSelectInput(InputSerializer):
+    provider_id = serializers.CharField(max_length=50)
+
+
+class SessionDataInput(InputSerializer):
+    data = serializers.DictField()
+
+
+class CompletionSerializer(serializers.Serializer):
+    """`{"type": "order" | "swap" | "cart", "data": ...}` (documentation only)."""
+
+    type = serializers.ChoiceField(choices=["order", "swap", "cart"])
+    data = serializers.DictField()

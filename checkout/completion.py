@@ -1,0 +1,217 @@
+"""Completing a cart exactly once (SPEC section 5).
+
+The work runs in steps, each committed together with its recovery point:
+
+    started             the key is leased to this request (nothing else happened)
+    payment_authorized  the provider authorized the session; the Payment exists
+    finished            the order exists, the cart is completed, the answer is stored
+
+Which step comes next is read from the cart itself (a live Payment means the authorization
+committed; an Order means the cart is done), so a retry under the same key, under another
+key, or from `complete_stalled_checkouts` never repeats a committed step. The provider call
+runs between transactions; the authorization's provider key is derived from the session,
+so an authorization whose answer was lost is asked for again under the same key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from checkout.models import Cart, Order
+from checkout.services import cart_get, cart_lock
+from payments import errors
+from payments.idempotency import (
+    IdempotentRequest,
+    Lease,
+    RecoveryPoint,
+    Replay,
+    idempotency_key_advance,
+    idempotency_key_begin,
+    idempotency_key_finish,
+    idempotency_key_release,
+    idempotency_resource_busy,
+)
+from payments.models import Payment, PaymentSession
+from payments.services import (
+    STOREFRONT,
+    Actor,
+    payment_cancel,
+    payment_create_from_authorization,
+    payment_session_authorize,
+    payment_session_delete,
+    payment_session_update_amount,
+)
+from providers.base import ProviderError, SessionStatus
+
+logger = logging.getLogger(__name__)
+
+# Sent after each recovery point commits, with `point` and `cart_id`: lets tests stop a
+# request exactly between two steps, as a crashing worker would.
+recovery_point_committed = Signal()
+
+OrderRenderer = Callable[[Order], bytes]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The final answer, stored with the key: sent as is, with `replayed` said in a header."""
+
+    status: int
+    body: bytes
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class NeedsCustomer:
+    """The provider needs the customer (3-D Secure): answered with the cart, not stored."""
+
+    cart: Cart
+
+
+def cart_complete(
+    *,
+    cart_id: str,
+    request: IdempotentRequest,
+    render_order: OrderRenderer,
+    actor: Actor = STOREFRONT,
+) -> Finished | NeedsCustomer:
+    """Turn the cart into an order exactly once, whatever the network does.
+
+    Raises IdempotencyKeyMismatch (422), IdempotencyKeyInUse or CartCompletionInProgress
+    (409), InvalidData (400: nothing to pay for), PaymentAuthorizationFailed (402) and
+    ProviderUnavailable (503). Only a Finished answer is final; after any error the key is
+    free again and a retry continues from the committed recovery point.
+    """
+    with transaction.atomic():
+        cart = cart_lock(cart_id)
+        taken = idempotency_key_begin(request, resource_id=cart.id)
+        if isinstance(taken, Replay):
+            return Finished(taken.status, taken.body, replayed=True)
+        if cart.completed_at is None and idempotency_resource_busy(
+            cart.id, exclude_key_id=taken.key_id
+        ):
+            # Rolls back our own lease with it: the other key's request goes on alone.
+            raise errors.CartCompletionInProgress("Another request is completing this cart.")
+        if cart.idempotency_key != request.key:
+            Cart.objects.filter(pk=cart.pk).update(idempotency_key=request.key)
+    if cart.completed_at is not None:
+        # Completed already, by another key or a webhook: answer with its order.
+        return _finish(cart_id, taken, render_order)
+    try:
+        return _complete_leased(cart_id, taken, render_order, actor)
+    except BaseException:
+        idempotency_key_release(taken)
+        raise
+
+
+def _complete_leased(
+    cart_id: str, lease: Lease, render_order: OrderRenderer, actor: Actor
+) -> Finished | NeedsCustomer:
+    payment = Payment.objects.filter(cart_id=cart_id, canceled_at__isnull=True).first()
+    if payment is None:
+        outcome = _authorize(cart_id, lease, actor)
+        if isinstance(outcome, NeedsCustomer):
+            idempotency_key_release(lease)
+            return outcome
+        payment = outcome
+    if not _completable(cart_id, payment):
+        payment_cancel(payment_id=payment.id, actor=actor)
+        Cart.objects.filter(pk=cart_id).update(payment_authorized_at=None)
+        raise errors.InvalidState(
+            "The cart changed after its payment was authorized; the authorization was canceled."
+        )
+    return _finish(cart_id, lease, render_order)
+
+
+def _authorize(cart_id: str, lease: Lease, actor: Actor) -> Payment | NeedsCustomer:
+    cart = cart_get(cart_id)
+    session = cart.selected_session
+    if not cart.items.all():
+        raise errors.InvalidData("The cart is empty.")
+    if session is None:
+        raise errors.InvalidData("Select a payment session before completing the cart.")
+    if session.amount != cart.total:
+        # SPEC 5.5: a session authorized for another amount is re-authorized first.
+        session = payment_session_update_amount(
+            session=session, amount=cart.total, email=cart.email, actor=actor
+        )
+    try:
+        authorization = payment_session_authorize(session=session, email=cart.email, actor=actor)
+    except ProviderError as error:
+        if error.outcome_unknown:
+            raise errors.ProviderUnavailable(
+                "The payment provider's answer was lost; retry with the same Idempotency-Key."
+            ) from error
+        raise errors.PaymentAuthorizationFailed(error.message) from error
+    if authorization.status is SessionStatus.REQUIRES_MORE:
+        return NeedsCustomer(cart_get(cart_id))
+    if authorization.status is not SessionStatus.AUTHORIZED:
+        raise errors.PaymentAuthorizationFailed(f"The payment is {authorization.status.value}.")
+    if authorization.amount != cart.total:
+        payment_session_delete(session=session, actor=actor)
+        raise errors.PaymentAuthorizationFailed(
+            "The provider authorized another amount than the total."
+        )
+    with transaction.atomic():
+        cart_lock(cart_id)
+        idempotency_key_advance(lease, RecoveryPoint.PAYMENT_AUTHORIZED)
+        payment = payment_create_from_authorization(session=session, authorization=authorization)
+        Cart.objects.filter(pk=cart_id).update(payment_authorized_at=payment.created_at)
+    recovery_point_committed.send(
+        sender=cart_complete, point=RecoveryPoint.PAYMENT_AUTHORIZED, cart_id=cart_id
+    )
+    return payment
+
+
+def _completable(cart_id: str, payment: Payment) -> bool:
+    cart = cart_get(cart_id)
+    return bool(cart.items.all()) and payment.amount == cart.total
+
+
+def _finish(cart_id: str, lease: Lease, render_order: OrderRenderer) -> Finished:
+    with transaction.atomic():
+        cart = cart_lock(cart_id)
+        order = Order.objects.filter(cart_id=cart_id).first()
+        if order is None:
+            order = _order_create(cart)
+        body = render_order(order)
+        idempotency_key_finish(lease, status=200, body=body)
+    recovery_point_committed.send(
+        sender=cart_complete, point=RecoveryPoint.FINISHED, cart_id=cart_id
+    )
+    _release_unselected_sessions(cart_id)
+    return Finished(200, body)
+
+
+def _order_create(cart: Cart) -> Order:
+    now = timezone.now()
+    cart.completed_at = now
+    Cart.objects.filter(pk=cart.pk).update(completed_at=now)
+    order = Order.objects.create(
+        cart=cart,
+        region_id=cart.region_id,
+        email=cart.email,
+        currency_code=cart.currency_code,
+        total=cart.total,
+        status=Order.Status.PENDING,
+        payment_status=Order.PaymentStatus.AWAITING,
+    )
+    Payment.objects.filter(cart_id=cart.pk, canceled_at__isnull=True).update(order=order)
+    return order
+
+
+def _release_unselected_sessions(cart_id: str) -> None:
+    """Sessions the customer did not pay with are released at their providers."""
+    for session in PaymentSession.objects.filter(cart_id=cart_id, is_selected=False):
+        try:
+            payment_session_delete(session=session, actor=STOREFRONT)
+        except (ProviderError, errors.DomainError):
+            logger.warning(
+                "Could not release session %s after completion", session.id, exc_info=True
+            )

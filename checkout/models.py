@@ -1,0 +1,156 @@
+"""Regions, the catalogue, carts and orders: what a storefront buys with."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from payments.fields import CurrencyField, MoneyField, PrefixedIdField
+from payments.models import PaymentProvider, PaymentSession
+
+
+class Region(models.Model):
+    id = PrefixedIdField("reg")
+    name = models.CharField(max_length=100)
+    currency_code = CurrencyField()
+    payment_providers = models.ManyToManyField(PaymentProvider, related_name="regions", blank=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.currency_code})"
+
+
+class Product(models.Model):
+    id = PrefixedIdField("prod")
+    title = models.CharField(max_length=200)
+    sku = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["title", "id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ProductPrice(models.Model):
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="prices")
+    currency_code = CurrencyField()
+    amount = MoneyField()
+
+    class Meta:
+        ordering = ["currency_code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "currency_code"], name="price_one_per_currency"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="price_amount_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} {self.amount} {self.currency_code}"
+
+
+class Cart(models.Model):
+    class Type(models.TextChoices):
+        DEFAULT = "default"
+        SWAP = "swap"
+
+    id = PrefixedIdField("cart")
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="carts")
+    currency_code = CurrencyField()
+    email = models.EmailField(blank=True)
+    type = models.CharField(max_length=10, choices=Type.choices, default=Type.DEFAULT)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    payment_authorized_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def subtotal(self) -> int:
+        return sum(item.total for item in self.items.all())
+
+    @property
+    def total(self) -> int:
+        return self.subtotal
+
+    @property
+    def selected_session(self) -> PaymentSession | None:
+        return next((s for s in self.payment_sessions.all() if s.is_selected), None)
+
+
+class LineItem(models.Model):
+    id = PrefixedIdField("item")
+    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="items")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    title = models.CharField(max_length=200)
+    unit_price = MoneyField()
+    quantity = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["cart", "product"], name="line_item_one_per_product"),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0), name="line_item_price_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity__gte=1) & Q(quantity__lte=1000),
+                name="line_item_quantity_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.title}"
+
+    @property
+    def total(self) -> int:
+        return self.unit_price * self.quantity
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        COMPLETED = "completed"
+        CANCELED = "canceled"
+        REQUIRES_ACTION = "requires_action"
+
+    class PaymentStatus(models.TextChoices):
+        NOT_PAID = "not_paid"
+        AWAITING = "awaiting"
+        PARTIALLY_CAPTURED = "partially_captured"
+        CAPTURED = "captured"
+        PARTIALLY_REFUNDED = "partially_refunded"
+        REFUNDED = "refunded"
+        CANCELED = "canceled"
+        REQUIRES_ACTION = "requires_action"
+
+    id = PrefixedIdField("order")
+    cart = models.OneToOneField(Cart, on_delete=models.PROTECT, related_name="order")
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="orders")
+    email = models.EmailField(blank=True)
+    currency_code = CurrencyField()
+    total = MoneyField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    payment_status = models.CharField(
+        max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.AWAITING, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(total__gte=0), name="order_total_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id

@@ -1,0 +1,63 @@
+"""Input fields and base serializer shared by the storefront and admin APIs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from payments.money import KNOWN_CURRENCIES, MAX_AMOUNT
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer and nothing else: no "12" strings, no 12.0 floats, no booleans."""
+
+    default_error_messages = {"invalid": "A JSON integer is required."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if type(data) is not int:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class AmountField(StrictIntegerField):
+    """An amount in minor units, 0 <= amount <= 10^12 (SPEC section 1)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", MAX_AMOUNT)
+        super().__init__(**kwargs)
+
+
+class CurrencyCodeField(serializers.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_length", 3)
+        kwargs.setdefault("max_length", 3)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        code = super().to_internal_value(data)
+        if code not in KNOWN_CURRENCIES:
+            raise serializers.ValidationError("A lowercase ISO 4217 currency code is required.")
+        return code
+
+
+class InputSerializer(serializers.Serializer):
+    """Refuses fields it does not know: a typo is a 400, not a silently ignored value."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The contract's error body (documentation only)."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )

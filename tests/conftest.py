@@ -1,0 +1,23 @@
+"""Small fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests import factories
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def region(db):  # type: ignore[no-untyped-def]
+    return factories.RegionFactory(providers=["manual", "test"])
+
+
+@pytest.fixture
+def product(region):  # type: ignore[no-untyped-def]
+    return factories.ProductFactory(prices={region.currency_code: 1500})
