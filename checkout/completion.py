@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 from django.dispatch import Signal
@@ -37,9 +38,10 @@ from payments.idempotency import (
     idempotency_key_release,
     idempotency_resource_busy,
 )
-from payments.models import Payment, PaymentSession
+from payments.models import IdempotencyKey, Payment, PaymentEvent, PaymentSession
 from payments.services import (
     STOREFRONT,
+    SYSTEM,
     Actor,
     payment_cancel,
     payment_create_from_authorization,
@@ -215,3 +217,61 @@ def _release_unselected_sessions(cart_id: str) -> None:
             logger.warning(
                 "Could not release session %s after completion", session.id, exc_info=True
             )
+
+
+@dataclass(frozen=True)
+class StalledOutcome:
+    cart_id: str
+    key: str
+    result: str
+
+
+def checkout_complete_stalled(
+    *, older_than: timedelta, render_order: OrderRenderer
+) -> list[StalledOutcome]:
+    """Finish checkouts whose client vanished (SPEC 5.6), or cancel their authorization.
+
+    A key that never finished is resumed, with its own binding, when its cart holds a live
+    Payment or its last authorization's answer was lost; a cart that can no longer be
+    completed has its authorization canceled by cart_complete. Nothing authorized is left
+    without an order or a cancel.
+    """
+    created_before = timezone.now() - older_than
+    keys = IdempotencyKey.objects.filter(
+        finished_at__isnull=True, resource_id__startswith="cart_", created_at__lt=created_before
+    ).order_by("created_at")
+    outcomes = []
+    for key in keys:
+        cart = Cart.objects.filter(pk=key.resource_id, completed_at__isnull=True).first()
+        if cart is None or not _authorization_pending(cart.id):
+            continue
+        request = IdempotentRequest(
+            scope=key.scope,
+            key=key.key,
+            method=key.request_method,
+            path=key.request_path,
+            fingerprint=key.request_fingerprint,
+        )
+        try:
+            outcome = cart_complete(
+                cart_id=cart.id, request=request, render_order=render_order, actor=SYSTEM
+            )
+            result = "completed" if isinstance(outcome, Finished) else "requires_more"
+        except errors.InvalidState:
+            result = "canceled"
+        except errors.DomainError as error:
+            result = f"left: {error.code}"
+        outcomes.append(StalledOutcome(cart_id=cart.id, key=key.key, result=result))
+    return outcomes
+
+
+def _authorization_pending(cart_id: str) -> bool:
+    """A live Payment, or an authorization whose answer was lost (it may have succeeded)."""
+    if Payment.objects.filter(cart_id=cart_id, canceled_at__isnull=True).exists():
+        return True
+    last = (
+        PaymentEvent.objects.filter(cart_id=cart_id, type=PaymentEvent.Type.AUTHORIZE)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return last is not None and not last.success and last.error.startswith("unavailable")

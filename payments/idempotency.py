@@ -82,9 +82,9 @@ def new_key() -> str:
 
 
 def fingerprint(body: bytes) -> str:
-    """A digest of the body; JSON is canonicalized so key order and spacing do not matter."""
+    """A digest of the body; JSON is canonicalized (key order, spacing, an empty body is {})."""
     try:
-        canonical = json.dumps(json.loads(body or b"null"), sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(json.loads(body or b"{}"), sort_keys=True, separators=(",", ":"))
         material = canonical.encode()
     except (ValueError, UnicodeDecodeError):
         material = body

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
 
 from checkout.models import Cart, LineItem, Order, Region
+from checkout.selectors import order_get
 from payments.api.fields import InputSerializer, StrictIntegerField
 from payments.models import Payment, PaymentSession, Refund
 
@@ -185,3 +187,9 @@ class CompletionSerializer(serializers.Serializer):
 
     type = serializers.ChoiceField(choices=["order", "swap", "cart"])
     data = serializers.DictField()
+
+
+def render_completion(order: Order) -> bytes:
+    """The final answer of a completion, as stored with its key and replayed byte for byte."""
+    kind = "swap" if order.cart.type == Cart.Type.SWAP else "order"
+    return JSONRenderer().render({"type": kind, "data": OrderSerializer(order_get(order.pk)).data})

@@ -7,7 +7,6 @@ from typing import Any
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -24,9 +23,9 @@ from checkout.api.serializers import (
     RegionSerializer,
     SessionDataInput,
     SessionSelectInput,
+    render_completion,
 )
 from checkout.completion import Finished, cart_complete
-from checkout.models import Order
 from checkout.selectors import order_get, region_list
 from payments.api.fields import ErrorSerializer
 from payments.errors import InvalidData
@@ -157,12 +156,6 @@ class CartViewSet(viewsets.GenericViewSet):
         )
 
 
-def render_order_completion(order: Order) -> bytes:
-    kind = "swap" if order.cart.type == "swap" else "order"
-    data = OrderSerializer(order_get(order.pk)).data
-    return JSONRenderer().render({"type": kind, "data": data})
-
-
 class CartCompleteView(viewsets.GenericViewSet):
     """POST carts/{id}/complete: every answer names its Idempotency-Key (SPEC section 5)."""
 
@@ -185,9 +178,7 @@ class CartCompleteView(viewsets.GenericViewSet):
             path=request.path,
             fingerprint=fingerprint(request.body),
         )
-        outcome = cart_complete(
-            cart_id=pk, request=idempotent, render_order=render_order_completion
-        )
+        outcome = cart_complete(cart_id=pk, request=idempotent, render_order=render_completion)
         if isinstance(outcome, Finished):
             response = HttpResponse(
                 outcome.body, status=outcome.status, content_type="application/json"
