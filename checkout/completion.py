@@ -46,6 +46,7 @@ from payments.services import (
     payment_cancel,
     payment_create_from_authorization,
     payment_session_authorize,
+    payment_session_cancel,
     payment_session_delete,
     payment_session_update_amount,
 )
@@ -122,13 +123,16 @@ def _complete_leased(
             idempotency_key_release(lease)
             return outcome
         payment = outcome
-    if not _completable(cart_id, payment):
+    try:
+        return _finish(cart_id, lease, render_order, payment)
+    except _CartChanged:
+        # Only a change behind the services' back gets here (they refuse changes once a
+        # payment is authorized); its authorization must not be left behind.
         payment_cancel(payment_id=payment.id, actor=actor)
         Cart.objects.filter(pk=cart_id).update(payment_authorized_at=None)
         raise errors.InvalidState(
             "The cart changed after its payment was authorized; the authorization was canceled."
-        )
-    return _finish(cart_id, lease, render_order)
+        ) from None
 
 
 def _authorize(cart_id: str, lease: Lease, actor: Actor) -> Payment | NeedsCustomer:
@@ -171,17 +175,23 @@ def _authorize(cart_id: str, lease: Lease, actor: Actor) -> Payment | NeedsCusto
     return payment
 
 
-def _completable(cart_id: str, payment: Payment) -> bool:
-    cart = cart_get(cart_id)
-    return bool(cart.items.all()) and payment.amount == cart.total
+class _CartChanged(Exception):
+    """The cart no longer matches its authorized payment."""
 
 
-def _finish(cart_id: str, lease: Lease, render_order: OrderRenderer) -> Finished:
+def _finish(
+    cart_id: str, lease: Lease, render_order: OrderRenderer, payment: Payment | None = None
+) -> Finished:
     with transaction.atomic():
         cart = cart_lock(cart_id)
-        order = Order.objects.filter(cart_id=cart_id).first()
-        if order is None:
-            order = _order_create(cart)
+        if cart.completed_at is not None:
+            order = Order.objects.get(cart_id=cart_id)
+        else:
+            items = list(cart.items.all())
+            total = sum(item.total for item in items)
+            if payment is None or not items or payment.amount != total:
+                raise _CartChanged
+            order = _order_create(cart, payment, total)
         body = render_order(order)
         idempotency_key_finish(lease, status=200, body=body)
     recovery_point_committed.send(
@@ -191,7 +201,7 @@ def _finish(cart_id: str, lease: Lease, render_order: OrderRenderer) -> Finished
     return Finished(200, body)
 
 
-def _order_create(cart: Cart) -> Order:
+def _order_create(cart: Cart, payment: Payment, total: int) -> Order:
     now = timezone.now()
     cart.completed_at = now
     Cart.objects.filter(pk=cart.pk).update(completed_at=now)
@@ -200,19 +210,21 @@ def _order_create(cart: Cart) -> Order:
         region_id=cart.region_id,
         email=cart.email,
         currency_code=cart.currency_code,
-        total=cart.total,
+        total=total,
         status=Order.Status.PENDING,
         payment_status=Order.PaymentStatus.AWAITING,
     )
-    Payment.objects.filter(cart_id=cart.pk, canceled_at__isnull=True).update(order=order)
+    Payment.objects.filter(pk=payment.pk).update(order=order)
     return order
 
 
 def _release_unselected_sessions(cart_id: str) -> None:
     """Sessions the customer did not pay with are released at their providers."""
-    for session in PaymentSession.objects.filter(cart_id=cart_id, is_selected=False):
+    for session in PaymentSession.objects.filter(cart_id=cart_id, is_selected=False).exclude(
+        status=SessionStatus.CANCELED
+    ):
         try:
-            payment_session_delete(session=session, actor=STOREFRONT)
+            payment_session_cancel(session=session, actor=STOREFRONT)
         except (ProviderError, errors.DomainError):
             logger.warning(
                 "Could not release session %s after completion", session.id, exc_info=True

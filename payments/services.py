@@ -289,6 +289,20 @@ def payment_session_delete(*, session: PaymentSession, actor: Actor = STOREFRONT
     PaymentSession.objects.filter(pk=session.pk).delete()
 
 
+def payment_session_cancel(*, session: PaymentSession, actor: Actor = STOREFRONT) -> None:
+    """Release the session at the provider and keep its row, canceled, as a record."""
+    session_call(
+        session,
+        session.provider_id,
+        PaymentEvent.Type.DELETE,
+        lambda p: p.delete_session(session.as_input()),
+        actor=actor,
+    )
+    PaymentSession.objects.filter(pk=session.pk).update(
+        status=SessionStatus.CANCELED, updated_at=timezone.now()
+    )
+
+
 def payment_session_select(*, cart_id: str, provider_id: str) -> None:
     """Select one session of the cart; the caller holds the cart's lock."""
     PaymentSession.objects.filter(cart_id=cart_id, is_selected=True).exclude(
