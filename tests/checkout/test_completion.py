@@ -53,9 +53,12 @@ def test_completing_a_cart_creates_one_order_with_its_authorized_payment(store, 
     assert [(e.success, e.amount, e.actor) for e in events] == [(True, 3000, "storefront")]
     assert authorizations(cart_id) == 1
     # The manual session the customer did not choose was released, not left behind.
-    assert list(
-        PaymentSession.objects.filter(cart_id=cart_id).values_list("provider_id", flat=True)
-    ) == ["test"]
+    sessions = PaymentSession.objects.filter(cart_id=cart_id)
+    assert dict(sessions.values_list("provider_id", "status")) == {
+        "test": "authorized",
+        "manual": "canceled",
+    }
+    assert PaymentEvent.objects.filter(cart_id=cart_id, type="delete", success=True).count() == 1
     assert store.get(f"carts/{cart_id}").json()["order_id"] == order.id
 
 
