@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint postgres bench soak
+SCREENSHOTS := test-artifacts/screenshots
+
+.PHONY: install run test lint postgres browser bench soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +38,18 @@ postgres:
 	fi
 	@pg_isready -h 127.0.0.1 -p 5432
 
+# The browser tests drive Debian's Chromium; CI runs as root and can install it.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "installing chromium and chromium-driver"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+			|| (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null); \
+	fi
+
 lint: install
 	$(BIN)/ruff check .
 
-test: install postgres lint
+test: install postgres browser lint
 	$(BIN)/pytest
+	@echo "Browser screenshots: $(CURDIR)/$(SCREENSHOTS)"

@@ -1,9 +1,12 @@
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    # The demo storefront: one page that uses only the public storefront API.
+    path("", TemplateView.as_view(template_name="storefront/index.html"), name="storefront"),
     path("admin/", admin.site.urls),
     path("api/store/", include("checkout.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
