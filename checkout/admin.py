@@ -38,8 +38,7 @@ class ProductAdmin(admin.ModelAdmin):
 class LineItemInline(admin.TabularInline):
     model = LineItem
     extra = 0
-    fields = ["id", "title", "unit_price", "quantity"]
-    readonly_fields = fields
+    fields = readonly_fields = ("id", "title", "unit_price", "quantity")
     can_delete = False
 
     def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]

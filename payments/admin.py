@@ -71,8 +71,15 @@ class PaymentEventInline(admin.TabularInline):
     model = PaymentEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "type", "success", "amount", "actor", "provider_reference", "error"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "created_at",
+        "type",
+        "success",
+        "amount",
+        "actor",
+        "provider_reference",
+        "error",
+    )
 
     def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False
@@ -82,8 +89,7 @@ class RefundInline(admin.TabularInline):
     model = Refund
     extra = 0
     can_delete = False
-    fields = ["id", "amount", "reason", "note", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("id", "amount", "reason", "note", "created_at")
 
     def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False

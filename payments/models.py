@@ -30,7 +30,12 @@ class PaymentProvider(models.Model):
 
 
 class PaymentSession(models.Model):
-    Status = models.TextChoices("Status", [(s.name, s.value) for s in SessionStatus])
+    class Status(models.TextChoices):
+        PENDING = SessionStatus.PENDING.value
+        AUTHORIZED = SessionStatus.AUTHORIZED.value
+        REQUIRES_MORE = SessionStatus.REQUIRES_MORE.value
+        ERROR = SessionStatus.ERROR.value
+        CANCELED = SessionStatus.CANCELED.value
 
     id = PrefixedIdField("ps")
     cart = models.ForeignKey(
@@ -160,7 +165,12 @@ class Payment(models.Model):
 
 
 class Refund(models.Model):
-    Reason = models.TextChoices("Reason", [(r.name, r.value) for r in RefundReason])
+    class Reason(models.TextChoices):
+        DISCOUNT = RefundReason.DISCOUNT.value
+        RETURN = RefundReason.RETURN.value
+        SWAP = RefundReason.SWAP.value
+        CLAIM = RefundReason.CLAIM.value
+        OTHER = RefundReason.OTHER.value
 
     id = PrefixedIdField("ref")
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")

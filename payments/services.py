@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -38,11 +38,11 @@ class Actor:
     """Who asked for an operation, as the event ledger records it."""
 
     label: str
-    user: AbstractBaseUser | None = None
+    user: User | None = None
 
     @classmethod
     def staff(cls, user: AbstractBaseUser | AnonymousUser) -> Actor:
-        if not isinstance(user, AbstractBaseUser):
+        if not isinstance(user, User):
             return SYSTEM
         return cls(label=user.get_username(), user=user)
 
@@ -83,7 +83,7 @@ def event_record(
         type=type,
         provider_id=provider_id,
         payment=payment,
-        session_id=session_id or (payment.session_id if payment else ""),
+        session_id=session_id or (payment.session_id or "" if payment else ""),
         cart_id=cart_id or (payment.cart_id if payment else ""),
         amount=amount,
         success=success,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
@@ -179,14 +180,20 @@ class SessionSelectInput(InputSerializer):
 
 
 class SessionDataInput(InputSerializer):
-    data = serializers.DictField()
+    """`{"data": {...}}`, declared in get_fields: a `data` attribute hides Serializer.data."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {"data": serializers.DictField()}
 
 
-class CompletionSerializer(serializers.Serializer):
-    """`{"type": "order" | "swap" | "cart", "data": ...}` (documentation only)."""
-
-    type = serializers.ChoiceField(choices=["order", "swap", "cart"])
-    data = serializers.DictField()
+# `{"type": "order" | "swap" | "cart", "data": ...}`, for the schema.
+CompletionSerializer = inline_serializer(
+    name="Completion",
+    fields={
+        "type": serializers.ChoiceField(choices=["order", "swap", "cart"]),
+        "data": serializers.DictField(),
+    },
+)
 
 
 def render_completion(order: Order) -> bytes:

@@ -159,8 +159,6 @@ class CartViewSet(viewsets.GenericViewSet):
 class CartCompleteView(viewsets.GenericViewSet):
     """POST carts/{id}/complete: every answer names its Idempotency-Key (SPEC section 5)."""
 
-    serializer_class = CompletionSerializer
-
     @extend_schema(
         request=None,
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],

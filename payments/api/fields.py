@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
 from payments.money import KNOWN_CURRENCIES, MAX_AMOUNT
@@ -53,11 +54,14 @@ class InputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class ErrorSerializer(serializers.Serializer):
-    """The contract's error body (documentation only)."""
-
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False
-    )
+# The contract's error body, for the schema ("fields" cannot be a declared serializer field).
+ErrorSerializer = inline_serializer(
+    name="Error",
+    fields={
+        "code": serializers.CharField(),
+        "message": serializers.CharField(),
+        "fields": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()), required=False
+        ),
+    },
+)
