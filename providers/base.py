@@ -118,6 +118,29 @@ class WebhookEvent:
     payload: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class RemoteRefund:
+    provider_reference: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class RemotePaymentState:
+    """What the provider holds for one session right now, re-read when a webhook arrives.
+
+    The domain moves its own state toward this snapshot and never backwards, so events
+    that arrive late or out of order cannot undo what a newer one did.
+    """
+
+    session_id: str
+    cart_id: str
+    status: SessionStatus
+    amount_authorized: int = 0
+    amount_captured: int = 0
+    refunds: tuple[RemoteRefund, ...] = ()
+    provider_reference: str = ""
+
+
 class PaymentProviderBase(abc.ABC):
     """One payment provider. `identifier` is its PaymentProvider row's id.
 
@@ -175,3 +198,8 @@ class PaymentProviderBase(abc.ABC):
     def verify_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         """Check a webhook's signature and parse it; providers without webhooks refuse."""
         raise ProviderError(ProviderErrorKind.INVALID, "This provider has no webhooks.")
+
+    def webhook_state(self, event: WebhookEvent) -> RemotePaymentState | None:
+        """The current remote state of the payment an event is about (re-read, not taken
+        from the event), or None for an event the domain does not act on."""
+        return None
