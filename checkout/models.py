@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from payments.fields import CurrencyField, MoneyField, PrefixedIdField
-from payments.models import PaymentProvider, PaymentSession
+from payments.models import Payment, PaymentProvider, PaymentSession
 
 
 class Region(models.Model):
@@ -95,6 +95,9 @@ class LineItem(models.Model):
     title = models.CharField(max_length=200)
     unit_price = MoneyField()
     quantity = models.PositiveIntegerField()
+    # On a swap cart: the part of the returned items' value credited against this line, so
+    # the cart's total is what the customer owes for the exchange (Medusa's return lines).
+    credit = MoneyField(default=0)
 
     class Meta:
         ordering = ["id"]
@@ -102,6 +105,10 @@ class LineItem(models.Model):
             models.UniqueConstraint(fields=["cart", "product"], name="line_item_one_per_product"),
             models.CheckConstraint(
                 condition=Q(unit_price__gte=0), name="line_item_price_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(credit__gte=0) & Q(credit__lte=F("unit_price") * F("quantity")),
+                name="line_item_credit_within_total",
             ),
             models.CheckConstraint(
                 condition=Q(quantity__gte=1) & Q(quantity__lte=1000),
@@ -114,7 +121,7 @@ class LineItem(models.Model):
 
     @property
     def total(self) -> int:
-        return self.unit_price * self.quantity
+        return self.unit_price * self.quantity - self.credit
 
 
 class Order(models.Model):
@@ -154,3 +161,83 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class Swap(models.Model):
+    """An exchange on an order (Medusa's swap): items returned, items sent instead.
+
+    `difference_due` is what the additional items cost at catalogue prices minus what the
+    returned items were paid; when the customer owes it, they pay it by completing the
+    swap's `swap` cart, whose payment then belongs to this swap and its order. Return and
+    additional items are kept as they were when the swap was made.
+    """
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested"
+        COMPLETED = "completed"
+        CANCELED = "canceled"
+        REQUIRES_ACTION = "requires_action"
+
+    class PaymentStatus(models.TextChoices):
+        NOT_PAID = "not_paid"
+        AWAITING = "awaiting"
+        CAPTURED = "captured"
+        DIFFERENCE_REFUNDED = "difference_refunded"
+        CANCELED = "canceled"
+        REQUIRES_ACTION = "requires_action"
+
+    id = PrefixedIdField("swap")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="swaps")
+    cart = models.OneToOneField(
+        Cart, on_delete=models.PROTECT, related_name="swap", null=True, blank=True
+    )
+    # [{"item_id", "title", "unit_price", "quantity", "total"}], prices as paid on the order.
+    return_items = models.JSONField(default=list, blank=True)
+    # [{"product_id", "title", "unit_price", "quantity", "total"}], catalogue prices.
+    additional_items = models.JSONField(default=list, blank=True)
+    difference_due = models.BigIntegerField(help_text="Negative when the store owes money.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.REQUESTED)
+    payment_status = models.CharField(
+        max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.NOT_PAID
+    )
+    confirmed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the customer paid the swap cart."
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["requested", "completed", "canceled", "requires_action"]),
+                name="swap_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    payment_status__in=[
+                        "not_paid",
+                        "awaiting",
+                        "captured",
+                        "difference_refunded",
+                        "canceled",
+                        "requires_action",
+                    ]
+                ),
+                name="swap_payment_status_valid",
+            ),
+            # Only a customer who owes money gets a cart to pay it with.
+            models.CheckConstraint(
+                condition=Q(cart__isnull=True) | Q(difference_due__gt=0),
+                name="swap_cart_only_when_owed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def live_payment(self) -> Payment | None:
+        """The swap's uncanceled payment, from prefetched rows when there are any."""
+        return next((p for p in self.payments.all() if p.canceled_at is None), None)

@@ -4,11 +4,14 @@ from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from checkout.api.hooks import WebhookView
+
 urlpatterns = [
     # The demo storefront: one page that uses only the public storefront API.
     path("", TemplateView.as_view(template_name="storefront/index.html"), name="storefront"),
     path("admin/", admin.site.urls),
     path("api/store/", include("checkout.api.urls")),
+    path("api/hooks/<str:provider_id>", WebhookView.as_view(), name="webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -86,6 +86,10 @@ class PaymentSession(models.Model):
 class Payment(models.Model):
     """An authorization turned into money that can be captured, refunded or canceled."""
 
+    class PendingOperation(models.TextChoices):
+        CAPTURE = "capture"
+        CANCEL = "cancel"
+
     id = PrefixedIdField("pay")
     cart = models.ForeignKey("checkout.Cart", on_delete=models.PROTECT, related_name="payments")
     order = models.ForeignKey(
@@ -95,6 +99,10 @@ class Payment(models.Model):
     session = models.ForeignKey(
         PaymentSession, on_delete=models.SET_NULL, related_name="payments", null=True, blank=True
     )
+    # Set when the payment pays a swap's difference; its order is then the swap's order.
+    swap = models.ForeignKey(
+        "checkout.Swap", on_delete=models.PROTECT, related_name="payments", null=True, blank=True
+    )
     provider = models.ForeignKey(PaymentProvider, on_delete=models.PROTECT, related_name="payments")
     currency_code = CurrencyField()
     amount = MoneyField(help_text="What the provider authorized.")
@@ -103,6 +111,19 @@ class Payment(models.Model):
     data = models.JSONField(default=dict, blank=True)
     captured_at = models.DateTimeField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
+    # A capture or cancel asked of the provider and not settled yet: reserved under the
+    # payment's lock before the call, so racing operations see it, and kept when the answer
+    # is lost, so the next attempt asks again with the same `operation_key`.
+    pending_operation = models.CharField(
+        max_length=10, choices=PendingOperation.choices, blank=True
+    )
+    pending_amount = MoneyField(null=True, blank=True)
+    pending_since = models.DateTimeField(null=True, blank=True, db_index=True)
+    operation_key = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Provider idempotency key of the pending, or last settled, capture or cancel.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -124,6 +145,11 @@ class Payment(models.Model):
                 condition=Q(canceled_at__isnull=True),
                 name="payment_one_live_per_cart",
             ),
+            models.CheckConstraint(
+                condition=(Q(pending_operation="") & Q(pending_since__isnull=True))
+                | (~Q(pending_operation="") & Q(pending_since__isnull=False)),
+                name="payment_pending_has_start",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -135,12 +161,13 @@ class Payment(models.Model):
 
     @property
     def capturable_amount(self) -> int:
-        if self.canceled_at or self.captured_at:
+        if self.canceled_at or self.captured_at or self.pending_operation:
             return 0
         return self.amount
 
     @property
     def refundable_amount(self) -> int:
+        """Captured and not refunded (refunds still pending at the provider not deducted)."""
         return self.amount_captured - self.amount_refunded
 
     def can_capture(self) -> bool:
@@ -150,7 +177,11 @@ class Payment(models.Model):
         return self.refundable_amount > 0
 
     def can_cancel(self) -> bool:
-        return self.canceled_at is None and self.captured_at is None
+        return (
+            self.canceled_at is None
+            and self.captured_at is None
+            and self.pending_operation != Payment.PendingOperation.CAPTURE
+        )
 
     def as_input(self) -> PaymentInput:
         return PaymentInput(
@@ -165,12 +196,24 @@ class Payment(models.Model):
 
 
 class Refund(models.Model):
+    """Money given back from a payment's capture.
+
+    A refund is reserved as `pending` under the payment's lock before the provider is asked
+    (its id is the provider idempotency key), so its amount counts against what racing
+    refunds may take; it becomes `succeeded` together with the payment's `amount_refunded`.
+    A refund the provider refused is deleted; its failure stays in the event ledger.
+    """
+
     class Reason(models.TextChoices):
         DISCOUNT = RefundReason.DISCOUNT.value
         RETURN = RefundReason.RETURN.value
         SWAP = RefundReason.SWAP.value
         CLAIM = RefundReason.CLAIM.value
         OTHER = RefundReason.OTHER.value
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
 
     id = PrefixedIdField("ref")
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
@@ -180,6 +223,10 @@ class Refund(models.Model):
     amount = MoneyField()
     reason = models.CharField(max_length=20, choices=Reason.choices)
     note = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SUCCEEDED)
+    # The request that asked for it (an admin Idempotency-Key, a swap): a retried request
+    # finds its refunds instead of making new ones.
+    request_key = models.CharField(max_length=100, blank=True, db_index=True)
     provider_reference = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -189,6 +236,9 @@ class Refund(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
             models.CheckConstraint(
                 condition=Q(reason__in=[r.value for r in RefundReason]), name="refund_reason_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "succeeded"]), name="refund_status_valid"
             ),
         ]
 
@@ -301,3 +351,35 @@ class IdempotencyKey(models.Model):
         if self.response_code is None or self.response_body is None:
             return None
         return self.response_code, bytes(self.response_body)
+
+
+class WebhookEvent(models.Model):
+    """A provider's webhook, stored raw before it is processed; processed once by event id.
+
+    A failed event stays here, visible and re-processable by operators.
+    """
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"
+        PROCESSED = "processed"
+        FAILED = "failed"
+
+    id = PrefixedIdField("wh")
+    provider = models.ForeignKey(PaymentProvider, on_delete=models.PROTECT, related_name="webhooks")
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=100)
+    body = models.TextField(help_text="The request body exactly as received.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_once_per_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} {self.type} {self.event_id}"

@@ -21,3 +21,7 @@ def region(db):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def product(region):  # type: ignore[no-untyped-def]
     return factories.ProductFactory(prices={region.currency_code: 1500})
+
+
+# The fake Stripe server, for checkout tests too.
+from tests.providers.conftest import stripe_provider, stripe_server  # noqa: E402, F401

@@ -104,18 +104,22 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# Dotted paths of the provider classes this deployment offers (SPEC section 3).
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# One attempt, no SDK retries: a request ends well within the web server's worker timeout.
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10)
+
+# Dotted paths of the provider classes this deployment offers (SPEC section 3); Stripe
+# switches on when its key is set.
 PAYMENT_PROVIDERS = env.list(
     "PAYMENT_PROVIDERS",
     default=[
         "providers.manual.ManualProvider",
         "providers.test.provider.TestProvider",
+        *(["providers.stripe.StripeProvider"] if STRIPE_API_KEY else []),
     ],
 )
-
-STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
-STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 
 # How long a request may hold an Idempotency-Key before another may take it over.
 IDEMPOTENCY_LOCK_LEASE_SECONDS = env.int("IDEMPOTENCY_LOCK_LEASE_SECONDS", default=60)
@@ -126,4 +130,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # The SDK logs every request at INFO; our PaymentEvents already record each call.
+    "loggers": {"stripe": {"level": "WARNING"}},
 }

@@ -1,0 +1,58 @@
+"""`POST /api/hooks/{provider_id}` (SPEC section 7)."""
+
+from __future__ import annotations
+
+import logging
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.parsers import BaseParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from checkout.api.serializers import render_completion
+from checkout.api.views import error_responses
+from checkout.webhooks import webhook_process
+from payments import errors
+from payments.api.errors import error_body
+from payments.webhooks import webhook_receive
+
+logger = logging.getLogger(__name__)
+
+
+class RawBodyParser(BaseParser):
+    """The signature covers the exact bytes: the view reads request.body, nothing parses it."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):  # type: ignore[no-untyped-def]
+        return {}
+
+
+class WebhookView(APIView):
+    authentication_classes: list[type] = []
+    parser_classes = [RawBodyParser]
+
+    @extend_schema(request=None, responses={200: None, **error_responses(400, 404, 409, 500)})
+    def post(self, request: Request, provider_id: str) -> Response:
+        body = request.body
+        try:
+            record = webhook_receive(
+                provider_id=provider_id, headers=dict(request.headers), body=body
+            )
+        except errors.ProviderNotAvailable:
+            raise errors.NotFound("No such payment provider.") from None
+        try:
+            processed = webhook_process(record=record, render_order=render_completion)
+        except errors.DomainError:
+            raise  # 409 while another delivery runs, 503 while the provider is away: retried
+        except Exception:
+            # The provider retries a 5xx; the event stays stored and marked failed meanwhile.
+            logger.exception("Webhook %s failed", record.pk)
+            return Response(
+                error_body(
+                    "webhook_failed", "The event could not be processed; it will be retried."
+                ),
+                status=500,
+            )
+        return Response({"id": record.pk, "processed": processed})

@@ -1,0 +1,147 @@
+"""Receiving provider webhooks, and moving our payments toward what the provider holds.
+
+An event is stored raw before anything else happens. Its meaning is never taken from the
+event itself: the provider re-reads the remote payment (`webhook_state`), and our rows only
+ever move forward toward that snapshot, so late or out-of-order events change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from payments import errors
+from payments.models import Payment, PaymentEvent, Refund, WebhookEvent
+from payments.services import (
+    WEBHOOK,
+    ensure_outside_transaction,
+    event_record,
+    installed_provider,
+    payment_lock,
+)
+from providers.base import ProviderError, RemotePaymentState, SessionStatus
+from providers.base import WebhookEvent as VerifiedEvent
+
+
+def webhook_receive(*, provider_id: str, headers: dict[str, str], body: bytes) -> WebhookEvent:
+    """Verify the signature, then store the event once per provider event id.
+
+    Raises InvalidData (400) for a bad or missing signature: nothing is stored then.
+    """
+    provider = installed_provider(provider_id)
+    try:
+        event = provider.verify_webhook(headers=headers, body=body)
+    except ProviderError as error:
+        raise errors.InvalidData(f"Webhook refused: {error.message}") from error
+    record, _ = WebhookEvent.objects.get_or_create(
+        provider_id=provider_id,
+        event_id=event.event_id,
+        defaults={"type": event.type, "body": body.decode()},
+    )
+    return record
+
+
+def webhook_remote_state(record: WebhookEvent) -> RemotePaymentState | None:
+    """Ask the provider what the payment behind this event looks like now."""
+    ensure_outside_transaction()
+    payload = json.loads(record.body)
+    event = VerifiedEvent(event_id=record.event_id, type=record.type, payload=payload)
+    state = installed_provider(record.provider_id).webhook_state(event)
+    if state is not None:
+        event_record(
+            type=PaymentEvent.Type.WEBHOOK,
+            provider_id=record.provider_id,
+            actor=WEBHOOK,
+            success=True,
+            session_id=state.session_id,
+            cart_id=state.cart_id,
+            provider_reference=record.event_id,
+            error=record.type,
+        )
+    return state
+
+
+def webhook_mark(record: WebhookEvent, *, error: str = "") -> None:
+    """Record the outcome of one processing attempt, for operators."""
+    WebhookEvent.objects.filter(pk=record.pk).update(
+        attempts=F("attempts") + 1,
+        status=WebhookEvent.Status.FAILED if error else WebhookEvent.Status.PROCESSED,
+        last_error=error,
+        processed_at=None if error else timezone.now(),
+    )
+
+
+def payment_sync_remote(*, provider_id: str, state: RemotePaymentState) -> Payment | None:
+    """Record captures, refunds and cancels made at the provider (its dashboard, say).
+
+    Only forward moves are applied, each with its PaymentEvent, under the payment's lock:
+    a capture we do not know yet, refunds whose provider reference we have not seen, a
+    cancel of an uncaptured payment.
+    """
+    payment = (
+        Payment.objects.filter(session_id=state.session_id, provider_id=provider_id)
+        .order_by(F("canceled_at").desc(nulls_first=True), "-created_at")
+        .first()
+    )
+    if payment is None:
+        return None
+    now = timezone.now()
+    with transaction.atomic():
+        payment = payment_lock(payment.pk)
+        if state.amount_captured and payment.captured_at is None and payment.canceled_at is None:
+            payment.amount_captured = min(state.amount_captured, payment.amount)
+            payment.captured_at = now
+            event_record(
+                type=PaymentEvent.Type.CAPTURE,
+                provider_id=provider_id,
+                actor=WEBHOOK,
+                success=True,
+                payment=payment,
+                amount=payment.amount_captured,
+                provider_reference=state.provider_reference,
+            )
+        known = set(payment.refunds.values_list("provider_reference", flat=True))
+        for refund in state.refunds:
+            room = payment.amount_captured - payment.amount_refunded
+            if refund.provider_reference in known or not 0 < refund.amount <= room:
+                continue
+            Refund.objects.create(
+                payment=payment,
+                order_id=payment.order_id,
+                amount=refund.amount,
+                reason=Refund.Reason.OTHER,
+                note="Refunded at the provider.",
+                provider_reference=refund.provider_reference,
+            )
+            payment.amount_refunded += refund.amount
+            event_record(
+                type=PaymentEvent.Type.REFUND,
+                provider_id=provider_id,
+                actor=WEBHOOK,
+                success=True,
+                payment=payment,
+                amount=refund.amount,
+                provider_reference=refund.provider_reference,
+            )
+        if (
+            state.status is SessionStatus.CANCELED
+            and payment.canceled_at is None
+            and payment.captured_at is None
+        ):
+            payment.canceled_at = now
+            event_record(
+                type=PaymentEvent.Type.CANCEL,
+                provider_id=provider_id,
+                actor=WEBHOOK,
+                success=True,
+                payment=payment,
+                amount=payment.amount,
+                provider_reference=state.provider_reference,
+            )
+        payment.save(
+            update_fields=["amount_captured", "captured_at", "amount_refunded", "canceled_at"]
+        )
+    return payment
