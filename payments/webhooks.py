@@ -103,10 +103,13 @@ def payment_sync_remote(*, provider_id: str, state: RemotePaymentState) -> Payme
                 amount=payment.amount_captured,
                 provider_reference=state.provider_reference,
             )
-        known = set(payment.refunds.values_list("provider_reference", flat=True))
+        ours = list(payment.refunds.values_list("id", "provider_reference"))
+        known = {reference for _, reference in ours} | {refund_id for refund_id, _ in ours}
         for refund in state.refunds:
             room = payment.amount_captured - payment.amount_refunded
-            if refund.provider_reference in known or not 0 < refund.amount <= room:
+            # Refunds we asked for settle through our own refund flow, pending or not.
+            mine = refund.provider_reference in known or refund.idempotency_key in known
+            if mine or not 0 < refund.amount <= room:
                 continue
             Refund.objects.create(
                 payment=payment,

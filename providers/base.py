@@ -122,6 +122,8 @@ class WebhookEvent:
 class RemoteRefund:
     provider_reference: str
     amount: int
+    # The key we gave when we asked for it; empty for one made at the provider directly.
+    idempotency_key: str = ""
 
 
 @dataclass(frozen=True)

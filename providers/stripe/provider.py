@@ -221,7 +221,12 @@ class StripeProvider(PaymentProviderBase):
         params: RefundCreateParams = {
             "payment_intent": intent_id_of(payment.data),
             "amount": to_stripe(amount, payment.currency_code),
-            "metadata": {"reason": reason.value, "payment_id": payment.payment_id},
+            "metadata": {
+                "reason": reason.value,
+                "payment_id": payment.payment_id,
+                # A webhook about this refund can tell it is ours, even before it settles.
+                "idempotency_key": idempotency_key,
+            },
         }
         if reason in REFUND_REASONS:
             params["reason"] = REFUND_REASONS[reason]
@@ -286,7 +291,13 @@ class StripeProvider(PaymentProviderBase):
             if intent.status == "succeeded"
             else 0,
             refunds=tuple(
-                RemoteRefund(provider_reference=r.id, amount=from_stripe(r.amount, r.currency))
+                RemoteRefund(
+                    provider_reference=r.id,
+                    amount=from_stripe(r.amount, r.currency),
+                    idempotency_key=(r.metadata.to_dict() if r.metadata else {}).get(
+                        "idempotency_key", ""
+                    ),
+                )
                 for r in refunds.data
                 if r.status in ("succeeded", "pending")
             ),
