@@ -1,26 +1,79 @@
-"""Admin registrations of regions, the catalogue, carts and orders."""
+"""The store operator's back office, on Django's own admin.
+
+Money actions (capture, refund, cancel, bulk capture) each have their own confirmation page
+behind their model permission and call the same services as the admin API; a provider
+failure or a refused amount comes back as an admin message, never an error page.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+import uuid
+from decimal import Decimal
+from typing import Any
 
-from checkout.models import Cart, LineItem, Order, Product, ProductPrice, Region
-from payments.admin import money_column
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from checkout.api.serializers import render_completion
+from checkout.models import Cart, LineItem, Order, Product, ProductPrice, Region, Swap
+from checkout.orders import order_capture
+from checkout.webhooks import webhook_process
+from payments import errors
+from payments.admin import ReadOnlyAdmin, money_column
+from payments.models import Payment, PaymentEvent, PaymentProvider, Refund, WebhookEvent
+from payments.money import currency_exponent, format_money, to_major
+from payments.services import Actor, payment_cancel, payment_capture, payment_refund
+
+# Regions ------------------------------------------------------------------------------
+
+
+class RegionForm(forms.ModelForm):
+    """Providers as checkboxes: installed ones only, so an uninstalled one cannot be enabled."""
+
+    payment_providers = forms.ModelMultipleChoiceField(
+        queryset=PaymentProvider.objects.filter(is_installed=True),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+
+    class Meta:
+        model = Region
+        fields = ["name", "currency_code", "payment_providers"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        missing = list(
+            PaymentProvider.objects.filter(is_installed=False).values_list("id", flat=True)
+        )
+        if missing:
+            self.fields["payment_providers"].help_text = (
+                f"Not installed, so not offered: {', '.join(missing)}. "
+                "Add them to PAYMENT_PROVIDERS and run register_providers."
+            )
 
 
 @admin.register(Region)
 class RegionAdmin(admin.ModelAdmin):
+    form = RegionForm
     list_display = ["name", "currency_code", "provider_names"]
     list_filter = ["currency_code", "payment_providers"]
     search_fields = ["name", "id"]
-    filter_horizontal = ["payment_providers"]
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Region]:
         return super().get_queryset(request).prefetch_related("payment_providers")
 
     @admin.display(description="Payment providers")
     def provider_names(self, obj: Region) -> str:
         return ", ".join(str(p) for p in obj.payment_providers.all()) or "-"
+
+
+# Catalogue and carts ------------------------------------------------------------------
 
 
 class ProductPriceInline(admin.TabularInline):
@@ -41,7 +94,7 @@ class LineItemInline(admin.TabularInline):
     fields = readonly_fields = ("id", "title", "unit_price", "quantity")
     can_delete = False
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -63,6 +116,89 @@ class CartAdmin(admin.ModelAdmin):
     inlines = [LineItemInline]
 
 
+# Orders -------------------------------------------------------------------------------
+
+
+class AmountForm(forms.Form):
+    """An amount typed in the currency's major units (12.34), sent on in minor units."""
+
+    amount = forms.DecimalField(min_value=Decimal(0))
+    # Made when the page is shown: submitting the same page twice is one operation.
+    request_key = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, currency_code: str, limit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency_code = currency_code
+        self.fields["amount"].decimal_places = currency_exponent(currency_code)
+        self.fields[
+            "amount"
+        ].help_text = f"In {currency_code.upper()}, at most {format_money(limit, currency_code)}."
+
+    def clean_amount(self) -> int:
+        amount = self.cleaned_data["amount"].scaleb(currency_exponent(self.currency_code))
+        if amount <= 0:
+            raise forms.ValidationError("Enter an amount above zero.")
+        return int(amount)
+
+
+class RefundForm(AmountForm):
+    reason = forms.ChoiceField(choices=Refund.Reason.choices, initial=Refund.Reason.RETURN)
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class CancelForm(forms.Form):
+    request_key = forms.CharField(widget=forms.HiddenInput)
+
+
+MONEY_ACTIONS = {
+    # action: (permission, form, verb shown to the operator)
+    "capture": ("payments.capture_payment", AmountForm, "Capture"),
+    "refund": ("payments.refund_payment", RefundForm, "Refund"),
+    "cancel": ("payments.cancel_payment", CancelForm, "Cancel authorization"),
+}
+
+
+class PaymentInline(admin.TabularInline):
+    model = Payment
+    fk_name = "order"
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = (
+        "id",
+        "provider",
+        "authorized",
+        "captured",
+        "refunded",
+        "captured_at",
+        "canceled_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    authorized = money_column("amount", "Authorized")
+    captured = money_column("amount_captured", "Captured")
+    refunded = money_column("amount_refunded", "Refunded")
+
+
+class PaymentProviderFilter(admin.SimpleListFilter):
+    title = "provider"
+    parameter_name = "provider"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(p, p) for p in PaymentProvider.objects.values_list("id", flat=True)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Order]) -> QuerySet[Order]:
+        if self.value():
+            return queryset.filter(
+                pk__in=Payment.objects.filter(provider_id=self.value()).values("order_id")
+            )
+        return queryset
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = [
@@ -70,13 +206,264 @@ class OrderAdmin(admin.ModelAdmin):
         "email",
         "region",
         "total_display",
+        "paid_display",
+        "refunded_display",
+        "payment_status",
+        "status",
+        "created_at",
+    ]
+    list_filter = ["payment_status", "status", PaymentProviderFilter, "region", "created_at"]
+    search_fields = [
+        "id",
+        "email",
+        "cart__id",
+        "payments__id",
+        "payments__events__provider_reference",
+    ]
+    list_select_related = ["region"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = [
+        "cart",
+        "region",
+        "email",
+        "currency_code",
+        "total_display",
         "status",
         "payment_status",
         "created_at",
     ]
-    list_filter = ["payment_status", "status", "region", "payments__provider", "created_at"]
-    search_fields = ["id", "email", "cart__id", "payments__id"]
-    list_select_related = ["region"]
-    date_hierarchy = "created_at"
-    readonly_fields = ["cart", "region", "currency_code", "total", "payment_status", "created_at"]
+    inlines = [PaymentInline]
+    actions = ["capture_orders"]
+    change_form_template = "admin/checkout/order/change_form.html"
     total_display = money_column("total", "Total")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
+        live = Payment.objects.only(
+            "id", "order_id", "amount_captured", "amount_refunded", "currency_code"
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(Prefetch("payments", queryset=live, to_attr="payment_rows"))
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # orders come from completed carts
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Paid")
+    def paid_display(self, order: Order) -> str:
+        rows = getattr(order, "payment_rows", None) or order.payments.all()
+        return format_money(sum(p.amount_captured for p in rows), order.currency_code)
+
+    @admin.display(description="Refunded")
+    def refunded_display(self, order: Order) -> str:
+        rows = getattr(order, "payment_rows", None) or order.payments.all()
+        return format_money(sum(p.amount_refunded for p in rows), order.currency_code)
+
+    # The order page: payments with their buttons, refunds, swaps, the event timeline.
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        order = get_object_or_404(Order, pk=object_id)
+        payments = list(
+            Payment.objects.filter(Q(order=order) | Q(swap__order=order))
+            .select_related("provider")
+            .order_by("created_at", "id")
+        )
+        user = request.user
+        context = {
+            **(extra_context or {}),
+            "payments": [
+                {
+                    "payment": p,
+                    "authorized": format_money(p.amount, p.currency_code),
+                    "captured": format_money(p.amount_captured, p.currency_code),
+                    "refunded": format_money(p.amount_refunded, p.currency_code),
+                    "can_capture": p.can_capture() and user.has_perm("payments.capture_payment"),
+                    "can_refund": p.can_refund() and user.has_perm("payments.refund_payment"),
+                    "can_cancel": p.can_cancel() and user.has_perm("payments.cancel_payment"),
+                }
+                for p in payments
+            ],
+            "refunds": [
+                (r, format_money(r.amount, order.currency_code))
+                for r in Refund.objects.filter(payment__in=payments).order_by("created_at")
+            ],
+            "swaps": [
+                (s, format_money(s.difference_due, order.currency_code))
+                for s in Swap.objects.filter(order=order).order_by("created_at")
+            ],
+            "timeline": [
+                (event, format_money(event.amount, order.currency_code) if event.amount else "")
+                for event in PaymentEvent.objects.filter(
+                    Q(payment__in=payments) | Q(cart_id=order.cart_id)
+                ).order_by("created_at", "id")
+            ],
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<str:order_id>/payments/<str:payment_id>/<str:action>/",
+                self.admin_site.admin_view(self.money_action_view),
+                name="checkout_order_money_action",
+            ),
+            *super().get_urls(),
+        ]
+
+    def money_action_view(
+        self, request: HttpRequest, order_id: str, payment_id: str, action: str
+    ) -> HttpResponse:
+        """Capture, refund or cancel one payment of the order, after a confirmation page."""
+        if action not in MONEY_ACTIONS:
+            raise PermissionDenied
+        permission, form_class, verb = MONEY_ACTIONS[action]
+        if not request.user.has_perm(permission):
+            raise PermissionDenied
+        payment = get_object_or_404(
+            Payment.objects.filter(Q(order_id=order_id) | Q(swap__order_id=order_id)), pk=payment_id
+        )
+        order_url = reverse("admin:checkout_order_change", args=[order_id])
+        limit = payment.capturable_amount if action == "capture" else payment.refundable_amount
+        kwargs = (
+            {} if action == "cancel" else {"currency_code": payment.currency_code, "limit": limit}
+        )
+        if request.method == "POST":
+            form = form_class(request.POST, **kwargs)
+            if form.is_valid():
+                try:
+                    self._run_money_action(request, action, payment, form.cleaned_data)
+                except errors.DomainError as error:
+                    self.message_user(request, f"{verb} failed: {error.message}", messages.ERROR)
+                    return HttpResponseRedirect(order_url)
+                self.message_user(request, f"{verb}: done for {payment.id}.", messages.SUCCESS)
+                return HttpResponseRedirect(order_url)
+        else:
+            initial = {"request_key": uuid.uuid4().hex}
+            if action != "cancel":
+                initial["amount"] = to_major(limit, payment.currency_code)
+            form = form_class(initial=initial, **kwargs)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{verb} payment {payment.id}",
+            "opts": self.model._meta,
+            "form": form,
+            "payment": payment,
+            "verb": verb,
+            "order_id": order_id,
+            "order_url": order_url,
+            "authorized": format_money(payment.amount, payment.currency_code),
+            "captured": format_money(payment.amount_captured, payment.currency_code),
+            "refunded": format_money(payment.amount_refunded, payment.currency_code),
+        }
+        return TemplateResponse(request, "admin/checkout/order/money_action.html", context)
+
+    @staticmethod
+    def _run_money_action(
+        request: HttpRequest, action: str, payment: Payment, data: dict[str, Any]
+    ) -> None:
+        actor = Actor.staff(request.user)
+        key = f"admin-form:{data['request_key']}"
+        if action == "capture":
+            payment_capture(
+                payment_id=payment.id, amount=data["amount"], actor=actor, request_key=key
+            )
+        elif action == "refund":
+            payment_refund(
+                payment_id=payment.id,
+                amount=data["amount"],
+                reason=data["reason"],
+                note=data["note"],
+                actor=actor,
+                request_key=key,
+            )
+        else:
+            payment_cancel(payment_id=payment.id, actor=actor, request_key=key)
+
+    @admin.action(description="Capture selected orders", permissions=["capture"])
+    def capture_orders(
+        self, request: HttpRequest, queryset: QuerySet[Order]
+    ) -> HttpResponse | None:
+        """Confirm first; then capture each order in full and show one result per order."""
+        orders = list(queryset.order_by("created_at"))
+        if request.POST.get("confirmed") != "yes":
+            rows = [(o, format_money(o.total, o.currency_code)) for o in orders]
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Capture selected orders",
+                "opts": self.model._meta,
+                "rows": rows,
+                "queryset": queryset,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "request_key": uuid.uuid4().hex,
+            }
+            return TemplateResponse(request, "admin/checkout/order/capture_orders.html", context)
+        actor = Actor.staff(request.user)
+        results = []
+        for order in orders:
+            try:
+                captured = order_capture(
+                    order_id=order.id,
+                    actor=actor,
+                    request_key=f"admin-bulk:{request.POST.get('request_key', '')}:{order.id}",
+                )
+                results.append((order, True, f"captured ({captured.payment_status})"))
+            except errors.DomainError as error:
+                results.append((order, False, error.message))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Capture results",
+            "opts": self.model._meta,
+            "results": results,
+        }
+        return TemplateResponse(request, "admin/checkout/order/capture_results.html", context)
+
+    def has_capture_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.capture_payment")
+
+
+@admin.register(Swap)
+class SwapAdmin(ReadOnlyAdmin):
+    list_display = ["id", "order", "difference", "status", "payment_status", "created_at"]
+    list_filter = ["status", "payment_status"]
+    search_fields = ["id", "order__id", "order__email"]
+    list_select_related = ["order"]
+
+    @admin.display(description="Difference due")
+    def difference(self, swap: Swap) -> str:
+        return format_money(swap.difference_due, swap.order.currency_code)
+
+
+# Webhooks -----------------------------------------------------------------------------
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "received_at",
+        "provider",
+        "type",
+        "event_id",
+        "status",
+        "attempts",
+        "processed_at",
+    ]
+    list_filter = ["status", "provider", "type"]
+    search_fields = ["event_id", "type"]
+    readonly_fields = ["provider", "event_id", "type", "status", "attempts", "last_error", "body"]
+    actions = ["reprocess"]
+
+    @admin.action(description="Process selected events again")
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        for event in queryset.order_by("received_at"):
+            try:
+                processed = webhook_process(record=event, render_order=render_completion)
+                note = "processed" if processed else "already processed"
+                self.message_user(request, f"{event.event_id}: {note}.", messages.SUCCESS)
+            except Exception as error:  # one failing event must not hide the others' results
+                self.message_user(request, f"{event.event_id}: failed ({error}).", messages.ERROR)
