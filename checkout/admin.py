@@ -13,6 +13,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -268,7 +269,8 @@ class OrderAdmin(admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        order = get_object_or_404(Order, pk=object_id)
+        # The admin quotes ids in its URLs (`_` becomes `_5F`).
+        order = get_object_or_404(Order, pk=unquote(object_id))
         payments = list(
             Payment.objects.filter(Q(order=order) | Q(swap__order=order))
             .select_related("provider")
@@ -328,7 +330,7 @@ class OrderAdmin(admin.ModelAdmin):
         payment = get_object_or_404(
             Payment.objects.filter(Q(order_id=order_id) | Q(swap__order_id=order_id)), pk=payment_id
         )
-        order_url = reverse("admin:checkout_order_change", args=[order_id])
+        order_url = reverse("admin:checkout_order_change", args=[quote(order_id)])
         limit = payment.capturable_amount if action == "capture" else payment.refundable_amount
         kwargs = (
             {} if action == "cancel" else {"currency_code": payment.currency_code, "limit": limit}
