@@ -159,32 +159,6 @@ MONEY_ACTIONS = {
 }
 
 
-class PaymentInline(admin.TabularInline):
-    model = Payment
-    fk_name = "order"
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = (
-        "id",
-        "provider",
-        "authorized",
-        "captured",
-        "refunded",
-        "captured_at",
-        "canceled_at",
-    )
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    authorized = money_column("amount", "Authorized")
-    captured = money_column("amount_captured", "Captured")
-    refunded = money_column("amount_refunded", "Refunded")
-
-
 class PaymentProviderFilter(admin.SimpleListFilter):
     title = "provider"
     parameter_name = "provider"
@@ -233,7 +207,6 @@ class OrderAdmin(admin.ModelAdmin):
         "payment_status",
         "created_at",
     ]
-    inlines = [PaymentInline]
     actions = ["capture_orders"]
     change_form_template = "admin/checkout/order/change_form.html"
     total_display = money_column("total", "Total")
@@ -250,6 +223,9 @@ class OrderAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # orders come from completed carts
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # an order changes only through its money actions
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
