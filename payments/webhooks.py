@@ -7,6 +7,7 @@ ever move forward toward that snapshot, so late or out-of-order events change no
 
 from __future__ import annotations
 
+import copy
 import json
 
 from django.db import transaction
@@ -20,6 +21,7 @@ from payments.services import (
     ensure_outside_transaction,
     event_record,
     installed_provider,
+    payment_changed,
     payment_lock,
 )
 from providers.base import ProviderError, RemotePaymentState, SessionStatus
@@ -91,7 +93,15 @@ def payment_sync_remote(*, provider_id: str, state: RemotePaymentState) -> Payme
     now = timezone.now()
     with transaction.atomic():
         payment = payment_lock(payment.pk)
-        if state.amount_captured and payment.captured_at is None and payment.canceled_at is None:
+        before = copy.copy(payment)
+        # A capture or cancel we asked for settles through our own flow, as do our refunds.
+        settled_here = not payment.pending_operation
+        if (
+            settled_here
+            and state.amount_captured
+            and payment.captured_at is None
+            and payment.canceled_at is None
+        ):
             payment.amount_captured = min(state.amount_captured, payment.amount)
             payment.captured_at = now
             event_record(
@@ -130,7 +140,8 @@ def payment_sync_remote(*, provider_id: str, state: RemotePaymentState) -> Payme
                 provider_reference=refund.provider_reference,
             )
         if (
-            state.status is SessionStatus.CANCELED
+            settled_here
+            and state.status is SessionStatus.CANCELED
             and payment.canceled_at is None
             and payment.captured_at is None
         ):
@@ -144,7 +155,9 @@ def payment_sync_remote(*, provider_id: str, state: RemotePaymentState) -> Payme
                 amount=payment.amount,
                 provider_reference=state.provider_reference,
             )
-        payment.save(
-            update_fields=["amount_captured", "captured_at", "amount_refunded", "canceled_at"]
-        )
+        fields = ["amount_captured", "captured_at", "amount_refunded", "canceled_at"]
+        if any(getattr(payment, name) != getattr(before, name) for name in fields):
+            payment.save(update_fields=fields)
+            # Whatever follows the payment (its order's status) moves with it.
+            payment_changed.send(sender=Payment, payment=payment, operation="webhook", success=True)
     return payment

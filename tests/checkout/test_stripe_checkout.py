@@ -283,3 +283,4 @@ def test_a_refund_made_in_stripes_dashboard_shows_up_as_a_refund(
     )
     events = PaymentEvent.objects.filter(payment=payment, actor="webhook")
     assert sorted(e.type for e in events) == ["capture", "refund"]
+    assert Order.objects.get(pk=payment.order_id).payment_status == "partially_refunded"
