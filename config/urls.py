@@ -11,6 +11,7 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="storefront/index.html"), name="storefront"),
     path("admin/", admin.site.urls),
     path("api/store/", include("checkout.api.urls")),
+    path("api/admin/", include("checkout.api.admin_urls")),
     path("api/hooks/<str:provider_id>", WebhookView.as_view(), name="webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -8,7 +8,7 @@ from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
-from checkout.models import Cart, LineItem, Order, Region
+from checkout.models import Cart, LineItem, Order, Region, Swap
 from checkout.selectors import order_get
 from payments.api.fields import InputSerializer, StrictIntegerField
 from payments.models import Payment, PaymentSession, Refund
@@ -112,13 +112,67 @@ class PaymentSummarySerializer(serializers.ModelSerializer):
 class RefundSerializer(serializers.ModelSerializer):
     class Meta:
         model = Refund
-        fields = ["id", "payment_id", "order_id", "amount", "reason", "note", "created_at"]
+        fields = [
+            "id",
+            "payment_id",
+            "order_id",
+            "amount",
+            "reason",
+            "note",
+            "status",
+            "created_at",
+        ]
+
+
+class SwapReturnItemSerializer(serializers.Serializer):
+    item_id = serializers.CharField()
+    title = serializers.CharField()
+    unit_price = serializers.IntegerField()
+    quantity = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class SwapAdditionalItemSerializer(serializers.Serializer):
+    product_id = serializers.CharField()
+    title = serializers.CharField()
+    unit_price = serializers.IntegerField()
+    quantity = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class SwapSerializer(serializers.ModelSerializer):
+    return_items = SwapReturnItemSerializer(many=True, read_only=True)
+    additional_items = SwapAdditionalItemSerializer(many=True, read_only=True)
+    payment_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Swap
+        fields = [
+            "id",
+            "order_id",
+            "return_items",
+            "additional_items",
+            "difference_due",
+            "cart_id",
+            "payment_id",
+            "payment_status",
+            "status",
+            "confirmed_at",
+            "completed_at",
+            "canceled_at",
+            "created_at",
+        ]
+
+    def get_payment_id(self, swap: Swap) -> str | None:
+        payment = swap.live_payment
+        return payment.pk if payment else None
 
 
 class OrderSerializer(serializers.ModelSerializer):
     items = serializers.SerializerMethodField()
     payments = PaymentSummarySerializer(many=True, read_only=True)
     refunds = RefundSerializer(many=True, read_only=True)
+    swaps = SwapSerializer(many=True, read_only=True)
     paid_total = serializers.SerializerMethodField()
     refunded_total = serializers.SerializerMethodField()
     refundable_amount = serializers.SerializerMethodField()
@@ -137,6 +191,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "payment_status",
             "payments",
             "refunds",
+            "swaps",
             "paid_total",
             "refunded_total",
             "refundable_amount",

@@ -102,6 +102,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several resources have a `status` or `payment_status`: one enum name per choice set.
+    "ENUM_NAME_OVERRIDES": {
+        "SessionStatusEnum": "payments.models.PaymentSession.Status",
+        "RefundStatusEnum": "payments.models.Refund.Status",
+        "OrderStatusEnum": "checkout.models.Order.Status",
+        "OrderPaymentStatusEnum": "checkout.models.Order.PaymentStatus",
+        "SwapStatusEnum": "checkout.models.Swap.Status",
+        "SwapPaymentStatusEnum": "checkout.models.Swap.PaymentStatus",
+    },
 }
 
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
