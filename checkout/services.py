@@ -54,10 +54,14 @@ def cart_lock(cart_id: str) -> Cart:
         raise errors.NotFound("No cart with this id.") from None
 
 
-def cart_lock_for_change(cart_id: str) -> Cart:
+def cart_lock_for_change(cart_id: str, *, contents: bool = True) -> Cart:
+    """Lock a cart the storefront may change; `contents` (items, region) of a swap's cart
+    are the swap's, not the customer's."""
     cart = cart_lock(cart_id)
     if cart.completed_at is not None:
         raise errors.CartCompleted("This cart is completed.")
+    if contents and cart.type == Cart.Type.SWAP:
+        raise errors.InvalidState("The items of a swap's cart are set by its swap.")
     if cart.payment_authorized_at is not None or idempotency_resource_busy(cart.id):
         raise errors.CartCompletionInProgress("This cart is being completed.")
     return cart
@@ -98,7 +102,7 @@ def cart_update(
     """Change the email or the region. A new region re-prices the items in its currency
     (items not sold there are removed) and cancels the old sessions at their providers."""
     with transaction.atomic():
-        cart = cart_lock_for_change(cart_id)
+        cart = cart_lock_for_change(cart_id, contents=region_id is not _UNSET)
         if email is not _UNSET:
             cart.email = email
         region_changed = region_id is not _UNSET and region_id != cart.region_id
@@ -207,7 +211,7 @@ def cart_payment_sessions_create(*, cart_id: str, actor: Actor = STOREFRONT) -> 
     """One session per provider enabled and installed in the region, each at the cart total;
     sessions of providers no longer enabled are released."""
     with transaction.atomic():
-        cart = cart_lock_for_change(cart_id)
+        cart_lock_for_change(cart_id, contents=False)
     cart = cart_get(cart_id)
     enabled = _enabled_provider_ids(cart.region_id)
     existing = {s.provider_id: s for s in cart.payment_sessions.all()}
@@ -237,7 +241,7 @@ def cart_payment_session_select(
     if not PaymentSession.objects.filter(cart_id=cart_id, provider_id=provider_id).exists():
         cart_payment_sessions_create(cart_id=cart_id, actor=actor)
     with transaction.atomic():
-        cart_lock_for_change(cart_id)
+        cart_lock_for_change(cart_id, contents=False)
         payment_session_select(cart_id=cart_id, provider_id=provider_id)
     return cart_get(cart_id)
 
@@ -253,7 +257,7 @@ def cart_payment_session_update_data(
     *, cart_id: str, provider_id: str, data: Mapping[str, Any], actor: Actor = STOREFRONT
 ) -> Cart:
     with transaction.atomic():
-        cart_lock_for_change(cart_id)
+        cart_lock_for_change(cart_id, contents=False)
     session = _session(cart_get(cart_id), provider_id)
     payment_session_update_data(session=session, data=data, actor=actor)
     return cart_get(cart_id)
@@ -264,7 +268,7 @@ def cart_payment_session_refresh(
 ) -> Cart:
     """Re-create the session at the provider (the old one is released), keeping the selection."""
     with transaction.atomic():
-        cart_lock_for_change(cart_id)
+        cart_lock_for_change(cart_id, contents=False)
     cart = cart_get(cart_id)
     session = _session(cart, provider_id)
     payment_session_delete(session=session, actor=actor)
@@ -284,7 +288,7 @@ def cart_payment_session_delete(
     *, cart_id: str, provider_id: str, actor: Actor = STOREFRONT
 ) -> Cart:
     with transaction.atomic():
-        cart_lock_for_change(cart_id)
+        cart_lock_for_change(cart_id, contents=False)
     payment_session_delete(session=_session(cart_get(cart_id), provider_id), actor=actor)
     return cart_get(cart_id)
 

@@ -261,3 +261,23 @@ def test_processing_a_swap_needs_the_permission_for_the_money_it_moves(paid_orde
     assert response.status_code == 403
     assert "payments.refund_payment" in response.json()["message"]
     assert not Refund.objects.exists()
+
+
+def test_the_storefront_cannot_change_a_swap_carts_items_or_region(boss, paid_order, shirt):
+    created = swap(boss, paid_order, returned=1, product=shirt)
+    client = APIClient()
+    cart_path = f"/api/store/carts/{created['cart_id']}"
+    item_id = client.get(cart_path).json()["items"][0]["id"]
+    other_region = factories.RegionFactory(currency_code="usd")
+
+    changes = [
+        client.post(f"{cart_path}/line-items/{item_id}", {"quantity": 0}, format="json"),
+        client.post(
+            f"{cart_path}/line-items", {"product_id": shirt.id, "quantity": 1}, format="json"
+        ),
+        client.post(cart_path, {"region_id": other_region.id}, format="json"),
+    ]
+
+    assert [(r.status_code, r.json()["code"]) for r in changes] == [(409, "invalid_state")] * 3
+    assert client.post(cart_path, {"email": "new@example.com"}, format="json").status_code == 200
+    assert client.get(cart_path).json()["total"] == 500
