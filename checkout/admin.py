@@ -440,7 +440,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         for event in queryset.order_by("received_at"):
             try:
-                processed = webhook_process(record=event, render_order=render_completion)
+                processed = webhook_process(record=event, render=render_completion)
                 note = "processed" if processed else "already processed"
                 self.message_user(request, f"{event.event_id}: {note}.", messages.SUCCESS)
             except Exception as error:  # one failing event must not hide the others' results

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from django.db.models import Prefetch, QuerySet
 
-from checkout.models import Cart, Order, Swap
+from checkout.models import Order, Swap
 from payments import errors
 from payments.models import Payment, PaymentEvent, Refund
 
@@ -29,9 +29,8 @@ def orders_admin_queryset() -> QuerySet[Order]:
 
 
 def orders_admin_list(*, payment_status: str | None = None) -> QuerySet[Order]:
-    """Orders for the back office. A swap cart's own order is left out: its payment belongs
-    to the swap's order, where it is listed."""
-    orders = orders_admin_queryset().exclude(cart__type=Cart.Type.SWAP)
+    """Orders for the back office."""
+    orders = orders_admin_queryset()
     if payment_status:
         orders = orders.filter(payment_status=payment_status)
     return orders

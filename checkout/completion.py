@@ -7,7 +7,7 @@ The work runs in steps, each committed together with its recovery point:
     finished            the order exists, the cart is completed, the answer is stored
 
 Which step comes next is read from the cart itself (a live Payment means the authorization
-committed; an Order means the cart is done), so a retry under the same key, under another
+committed; a completed cart is done), so a retry under the same key, under another
 key, or from `complete_stalled_checkouts` never repeats a committed step. The provider call
 runs between transactions; the authorization's provider key is derived from the session,
 so an authorization whose answer was lost is asked for again under the same key.
@@ -24,8 +24,9 @@ from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from checkout.models import Cart, Order
+from checkout.models import Cart, Order, Swap
 from checkout.services import cart_get, cart_lock
+from checkout.swaps import swap_attach_payment, swap_of_cart
 from payments import errors
 from payments.idempotency import (
     IdempotentRequest,
@@ -58,7 +59,8 @@ logger = logging.getLogger(__name__)
 # request exactly between two steps, as a crashing worker would.
 recovery_point_committed = Signal()
 
-OrderRenderer = Callable[[Order], bytes]
+# Renders a completed cart's final answer (its order, or its swap), stored with the key.
+CompletionRenderer = Callable[[Cart], bytes]
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def cart_complete(
     *,
     cart_id: str,
     request: IdempotentRequest,
-    render_order: OrderRenderer,
+    render: CompletionRenderer,
     actor: Actor = STOREFRONT,
 ) -> Finished | NeedsCustomer:
     """Turn the cart into an order exactly once, whatever the network does.
@@ -105,16 +107,16 @@ def cart_complete(
             Cart.objects.filter(pk=cart.pk).update(idempotency_key=request.key)
     if cart.completed_at is not None:
         # Completed already, by another key or a webhook: answer with its order.
-        return _finish(cart_id, taken, render_order)
+        return _finish(cart_id, taken, render)
     try:
-        return _complete_leased(cart_id, taken, render_order, actor)
+        return _complete_leased(cart_id, taken, render, actor)
     except BaseException:
         idempotency_key_release(taken)
         raise
 
 
 def _complete_leased(
-    cart_id: str, lease: Lease, render_order: OrderRenderer, actor: Actor
+    cart_id: str, lease: Lease, render: CompletionRenderer, actor: Actor
 ) -> Finished | NeedsCustomer:
     payment = Payment.objects.filter(cart_id=cart_id, canceled_at__isnull=True).first()
     if payment is None:
@@ -124,14 +126,15 @@ def _complete_leased(
             return outcome
         payment = outcome
     try:
-        return _finish(cart_id, lease, render_order, payment)
-    except _CartChanged:
+        return _finish(cart_id, lease, render, payment)
+    except (_CartChanged, errors.InvalidState):
         # Only a change behind the services' back gets here (they refuse changes once a
         # payment is authorized); its authorization must not be left behind.
         payment_cancel(payment_id=payment.id, actor=actor)
         Cart.objects.filter(pk=cart_id).update(payment_authorized_at=None)
         raise errors.InvalidState(
-            "The cart changed after its payment was authorized; the authorization was canceled."
+            "The cart, or its swap, changed after its payment was authorized; the "
+            "authorization was canceled."
         ) from None
 
 
@@ -142,6 +145,9 @@ def _authorize(cart_id: str, lease: Lease, actor: Actor) -> Payment | NeedsCusto
         raise errors.InvalidData("The cart is empty.")
     if session is None:
         raise errors.InvalidData("Select a payment session before completing the cart.")
+    swap = swap_of_cart(cart_id) if cart.type == Cart.Type.SWAP else None
+    if swap is not None and swap.status == Swap.Status.CANCELED:
+        raise errors.InvalidState("This swap was canceled; its cart cannot be paid.")
     if session.amount != cart.total:
         # SPEC 5.5: a session authorized for another amount is re-authorized first.
         session = payment_session_update_amount(
@@ -180,19 +186,22 @@ class _CartChanged(Exception):
 
 
 def _finish(
-    cart_id: str, lease: Lease, render_order: OrderRenderer, payment: Payment | None = None
+    cart_id: str, lease: Lease, render: CompletionRenderer, payment: Payment | None = None
 ) -> Finished:
     with transaction.atomic():
         cart = cart_lock(cart_id)
-        if cart.completed_at is not None:
-            order = Order.objects.get(cart_id=cart_id)
-        else:
+        if cart.completed_at is None:
             items = list(cart.items.all())
             total = sum(item.total for item in items)
             if payment is None or not items or payment.amount != total:
                 raise _CartChanged
-            order = _order_create(cart, payment, total)
-        body = render_order(order)
+            if cart.type == Cart.Type.SWAP:
+                # A swap's cart pays the swap: no order of its own.
+                swap_attach_payment(cart=cart, payment=payment)
+                _cart_completed(cart)
+            else:
+                _order_create(cart, payment, total)
+        body = render(cart)
         idempotency_key_finish(lease, status=200, body=body)
     recovery_point_committed.send(
         sender=cart_complete, point=RecoveryPoint.FINISHED, cart_id=cart_id
@@ -201,10 +210,13 @@ def _finish(
     return Finished(200, body)
 
 
+def _cart_completed(cart: Cart) -> None:
+    cart.completed_at = timezone.now()
+    Cart.objects.filter(pk=cart.pk).update(completed_at=cart.completed_at)
+
+
 def _order_create(cart: Cart, payment: Payment, total: int) -> Order:
-    now = timezone.now()
-    cart.completed_at = now
-    Cart.objects.filter(pk=cart.pk).update(completed_at=now)
+    _cart_completed(cart)
     order = Order.objects.create(
         cart=cart,
         region_id=cart.region_id,
@@ -239,7 +251,7 @@ class StalledOutcome:
 
 
 def checkout_complete_stalled(
-    *, older_than: timedelta, render_order: OrderRenderer
+    *, older_than: timedelta, render: CompletionRenderer
 ) -> list[StalledOutcome]:
     """Finish checkouts whose client vanished (SPEC 5.6), or cancel their authorization.
 
@@ -265,9 +277,7 @@ def checkout_complete_stalled(
             fingerprint=key.request_fingerprint,
         )
         try:
-            outcome = cart_complete(
-                cart_id=cart.id, request=request, render_order=render_order, actor=SYSTEM
-            )
+            outcome = cart_complete(cart_id=cart.id, request=request, render=render, actor=SYSTEM)
             result = "completed" if isinstance(outcome, Finished) else "requires_more"
         except errors.InvalidState:
             result = "canceled"

@@ -7,10 +7,8 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from checkout.completion import recovery_point_committed
 from checkout.orders import order_follow_payment
-from checkout.swaps import swap_follow_payment, swap_register_cart_completion
-from payments.idempotency import RecoveryPoint
+from checkout.swaps import swap_follow_payment
 from payments.models import Payment
 from payments.services import payment_changed
 
@@ -24,16 +22,3 @@ def order_follows_its_payments(
     """In the payment's transaction: the order's (and a swap's) status moves with it."""
     order_follow_payment(payment=payment, success=success)
     swap_follow_payment(payment=payment, success=success)
-
-
-@receiver(recovery_point_committed)
-def swap_cart_completed(sender: Any, *, point: str, cart_id: str, **kwargs: Any) -> None:
-    """A completed swap cart's payment belongs to its swap and the swap's order."""
-    if point != RecoveryPoint.FINISHED:
-        return
-    try:
-        swap_register_cart_completion(cart_id=cart_id)
-    except Exception:
-        # The storefront's answer is committed already and must not turn into an error;
-        # the link is made again before the swap is processed or canceled.
-        logger.exception("Could not link the payment of swap cart %s", cart_id)

@@ -22,7 +22,7 @@ from checkout.models import Cart, LineItem, Order, ProductPrice, Swap
 from checkout.orders import order_lock, order_refund, order_status_refresh
 from payments import errors
 from payments.models import Payment, Refund
-from payments.services import SYSTEM, Actor, payment_cancel, payment_capture, payments_lock
+from payments.services import Actor, payment_cancel, payment_capture, payments_lock
 
 logger = logging.getLogger(__name__)
 
@@ -170,46 +170,31 @@ def _swap_cart_create(order: Order, added: list[dict[str, Any]], *, credit: int)
 # The swap cart's payment --------------------------------------------------------------
 
 
-def swap_register_cart_completion(*, cart_id: str) -> Swap | None:
-    """Link a completed swap cart's payment to its swap and to the swap's order.
+def swap_of_cart(cart_id: str) -> Swap | None:
+    return Swap.objects.filter(cart_id=cart_id).first()
 
-    Called when a completion finishes (checkout.receivers) and again before each swap
-    operation, so a link lost with a crashed worker is made then; idempotent. A swap
-    canceled while its customer paid gets that payment canceled. Returns None for a cart
-    that is not a swap's.
+
+def swap_attach_payment(*, cart: Cart, payment: Payment) -> Swap:
+    """The swap cart's payment becomes the swap's, and its order's.
+
+    Runs in the completion's finishing transaction, the cart locked, so the swap is never
+    left without the payment that paid it. Raises InvalidState when the swap was canceled
+    meanwhile (the completion then cancels the authorization).
     """
-    swap = Swap.objects.filter(cart_id=cart_id).first()
+    swap = swap_of_cart(cart.pk)
     if swap is None:
-        return None
-    to_cancel = None
-    with transaction.atomic():
-        cart = Cart.objects.select_for_update().get(pk=cart_id)  # the first lock, always
-        if cart.completed_at is None:
-            return swap
-        live = Payment.objects.filter(cart_id=cart_id, canceled_at__isnull=True)
-        payments = payments_lock(live.values_list("pk", flat=True))
-        order = order_lock(swap.order_id)
-        swap = _swap_lock(swap.pk)
-        payment = payments[0] if payments else None
-        if payment is None or payment.swap_id is not None:
-            return swap
-        payment.swap = swap
-        payment.order = order
-        payment.save(update_fields=["swap", "order"])
-        swap.confirmed_at = swap.confirmed_at or timezone.now()
-        if swap.status == Swap.Status.CANCELED:
-            to_cancel = payment
-        elif payment.amount != swap.difference_due:
-            # The cart was changed behind the swap's back: an operator decides.
-            swap.status = Swap.Status.REQUIRES_ACTION
-            swap.payment_status = Swap.PaymentStatus.REQUIRES_ACTION
-        else:
-            swap.payment_status = Swap.PaymentStatus.AWAITING
-        swap.save(update_fields=["confirmed_at", "status", "payment_status"])
-        order_status_refresh(order)
-    if to_cancel is not None:
-        payment_cancel(payment_id=to_cancel.pk, actor=SYSTEM)
-    return swap_get(swap.pk)
+        raise errors.InvalidState("This swap cart has no swap.")
+    payments_lock([payment.pk])
+    order = order_lock(swap.order_id)
+    swap = _swap_lock(swap.pk)
+    if swap.status == Swap.Status.CANCELED:
+        raise errors.InvalidState("This swap was canceled.")
+    Payment.objects.filter(pk=payment.pk).update(swap=swap, order=order)
+    swap.confirmed_at = timezone.now()
+    swap.payment_status = Swap.PaymentStatus.AWAITING
+    swap.save(update_fields=["confirmed_at", "payment_status"])
+    order_status_refresh(order)
+    return swap
 
 
 def swap_follow_payment(*, payment: Payment, success: bool) -> None:
@@ -243,9 +228,6 @@ def swap_process_payment(*, swap_id: str, actor: Actor, request_key: str = "") -
     provider failure leaves the swap `requires_action`, and processing it again retries.
     """
     swap = swap_get(swap_id)
-    if swap.cart_id:
-        swap_register_cart_completion(cart_id=swap.cart_id)
-        swap = swap_get(swap_id)
     if swap.status == Swap.Status.CANCELED:
         raise errors.InvalidState("A canceled swap cannot be processed.")
     if swap.status == Swap.Status.COMPLETED:
@@ -300,7 +282,7 @@ def swap_cancel(*, swap_id: str, actor: Actor, request_key: str = "") -> Swap:
         with transaction.atomic():
             # Under the cart's lock, a completion of the swap cart cannot slip in between
             # looking for its payment and marking the swap canceled; one that finishes
-            # later sees the swap canceled and cancels its payment.
+            # later sees the swap canceled and cancels its own authorization.
             if swap.cart_id:
                 Cart.objects.select_for_update().get(pk=swap.cart_id)
                 payment = Payment.objects.filter(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from checkout.completion import OrderRenderer, cart_complete
+from checkout.completion import CompletionRenderer, cart_complete
 from checkout.models import Cart
 from payments.idempotency import (
     IdempotentRequest,
@@ -25,7 +25,7 @@ from payments.webhooks import payment_sync_remote, webhook_mark, webhook_remote_
 from providers.base import RemotePaymentState, SessionStatus
 
 
-def webhook_process(*, record: WebhookEvent, render_order: OrderRenderer) -> bool:
+def webhook_process(*, record: WebhookEvent, render: CompletionRenderer) -> bool:
     """Apply the event; returns False when it had been processed already.
 
     Raises IdempotencyKeyInUse while another delivery of the same event is being processed,
@@ -45,7 +45,7 @@ def webhook_process(*, record: WebhookEvent, render_order: OrderRenderer) -> boo
     try:
         state = webhook_remote_state(record)
         if state is not None:
-            _apply(record.provider_id, state, render_order)
+            _apply(record.provider_id, state, render)
     except BaseException as error:
         idempotency_key_release(taken)
         webhook_mark(record, error=f"{type(error).__name__}: {error}")
@@ -56,9 +56,9 @@ def webhook_process(*, record: WebhookEvent, render_order: OrderRenderer) -> boo
     return True
 
 
-def _apply(provider_id: str, state: RemotePaymentState, render_order: OrderRenderer) -> None:
+def _apply(provider_id: str, state: RemotePaymentState, render: CompletionRenderer) -> None:
     if state.status is SessionStatus.AUTHORIZED:
-        _complete_abandoned_cart(state, render_order)
+        _complete_abandoned_cart(state, render)
     elif state.status is SessionStatus.ERROR:
         PaymentSession.objects.filter(
             pk=state.session_id,
@@ -68,7 +68,7 @@ def _apply(provider_id: str, state: RemotePaymentState, render_order: OrderRende
     payment_sync_remote(provider_id=provider_id, state=state)
 
 
-def _complete_abandoned_cart(state: RemotePaymentState, render_order: OrderRenderer) -> None:
+def _complete_abandoned_cart(state: RemotePaymentState, render: CompletionRenderer) -> None:
     """The customer authorized but their client may never call complete: complete it here,
     through the same path (a racing client gets 409 or the same order; so do we)."""
     cart = Cart.objects.filter(pk=state.cart_id, completed_at__isnull=True).first()
@@ -84,4 +84,4 @@ def _complete_abandoned_cart(state: RemotePaymentState, render_order: OrderRende
         path=f"/api/store/carts/{cart.id}/complete",
         fingerprint=fingerprint(b""),
     )
-    cart_complete(cart_id=cart.id, request=request, render_order=render_order, actor=WEBHOOK)
+    cart_complete(cart_id=cart.id, request=request, render=render, actor=WEBHOOK)

@@ -43,7 +43,7 @@ class WebhookView(APIView):
         except errors.ProviderNotAvailable:
             raise errors.NotFound("No such payment provider.") from None
         try:
-            processed = webhook_process(record=record, render_order=render_completion)
+            processed = webhook_process(record=record, render=render_completion)
         except errors.DomainError:
             raise  # 409 while another delivery runs, 503 while the provider is away: retried
         except Exception:

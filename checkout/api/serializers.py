@@ -9,7 +9,7 @@ from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
 from checkout.models import Cart, LineItem, Order, Region, Swap
-from checkout.selectors import order_get
+from checkout.selectors import order_queryset
 from payments.api.fields import InputSerializer, StrictIntegerField
 from payments.models import Payment, PaymentSession, Refund
 
@@ -251,7 +251,11 @@ CompletionSerializer = inline_serializer(
 )
 
 
-def render_completion(order: Order) -> bytes:
-    """The final answer of a completion, as stored with its key and replayed byte for byte."""
-    kind = "swap" if order.cart.type == Cart.Type.SWAP else "order"
-    return JSONRenderer().render({"type": kind, "data": OrderSerializer(order_get(order.pk)).data})
+def render_completion(cart: Cart) -> bytes:
+    """The final answer of a completion, as stored with its key and replayed byte for byte:
+    the order, or for a swap's cart the swap it paid."""
+    if cart.type == Cart.Type.SWAP:
+        swap = Swap.objects.prefetch_related("payments").get(cart=cart)
+        return JSONRenderer().render({"type": "swap", "data": SwapSerializer(swap).data})
+    order = order_queryset().get(cart=cart)
+    return JSONRenderer().render({"type": "order", "data": OrderSerializer(order).data})

@@ -176,7 +176,7 @@ class CartCompleteView(viewsets.GenericViewSet):
             path=request.path,
             fingerprint=fingerprint(request.body),
         )
-        outcome = cart_complete(cart_id=pk, request=idempotent, render_order=render_completion)
+        outcome = cart_complete(cart_id=pk, request=idempotent, render=render_completion)
         if isinstance(outcome, Finished):
             response = HttpResponse(
                 outcome.body, status=outcome.status, content_type="application/json"

@@ -66,6 +66,11 @@ def test_a_swap_where_the_customer_owes_money_is_paid_through_a_swap_cart_and_ca
     completion = pay_cart(created["cart_id"])
 
     assert completion["type"] == "swap"
+    assert (completion["data"]["id"], completion["data"]["payment_status"]) == (
+        created["id"],
+        "awaiting",
+    )
+    assert Order.objects.count() == 1  # a swap's cart pays the swap; it makes no order
     paid = boss.get(f"/api/admin/swaps/{created['id']}").json()
     assert (paid["payment_status"], paid["status"]) == ("awaiting", "requested")
     swap_payment = Payment.objects.get(pk=paid["payment_id"])
@@ -191,17 +196,19 @@ def test_canceling_a_swap_the_customer_paid_releases_their_payment(boss, paid_or
     assert admin_post(boss, f"swaps/{created['id']}/process-payment").status_code == 409
 
 
-def test_a_swap_cart_paid_after_its_swap_was_canceled_has_its_payment_released(
-    boss, paid_order, shirt
-):
+def test_the_cart_of_a_canceled_swap_cannot_be_paid(boss, paid_order, shirt):
     created = swap(boss, paid_order, returned=1, product=shirt)
     assert admin_post(boss, f"swaps/{created['id']}/cancel").status_code == 200
+    client = APIClient()
+    cart_path = f"/api/store/carts/{created['cart_id']}"
+    client.post(f"{cart_path}/payment-sessions")
+    client.post(f"{cart_path}/payment-session", {"provider_id": "test"}, format="json")
 
-    pay_cart(created["cart_id"])
+    response = client.post(f"{cart_path}/complete")
 
-    payment = Payment.objects.get(cart_id=created["cart_id"])
-    assert payment.canceled_at is not None
-    assert len(remote("cancel", session_id=payment.session_id)) == 1
+    assert (response.status_code, response.json()["code"]) == (409, "invalid_state")
+    assert not Payment.objects.filter(cart_id=created["cart_id"]).exists()
+    assert len(remote("authorize")) == 1  # the original order's, nothing for the swap
 
 
 def test_a_processed_swap_cannot_be_canceled(boss, paid_order, socks):

@@ -21,7 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         outcomes = checkout_complete_stalled(
-            older_than=timedelta(seconds=options["older_than"]), render_order=render_completion
+            older_than=timedelta(seconds=options["older_than"]), render=render_completion
         )
         for outcome in outcomes:
             self.stdout.write(f"{outcome.cart_id} (key {outcome.key}): {outcome.result}")

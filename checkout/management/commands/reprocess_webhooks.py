@@ -22,7 +22,7 @@ class Command(BaseCommand):
         )
         for event in events:
             try:
-                webhook_process(record=event, render_order=render_completion)
+                webhook_process(record=event, render=render_completion)
                 self.stdout.write(f"{event.pk} {event.type}: processed")
             except Exception as error:  # one bad event must not stop the others
                 self.stdout.write(f"{event.pk} {event.type}: failed again ({error})")
