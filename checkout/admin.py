@@ -13,6 +13,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, Q, QuerySet
@@ -130,13 +131,15 @@ class AmountForm(forms.Form):
     def __init__(self, *args: Any, currency_code: str, limit: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.currency_code = currency_code
-        self.fields["amount"].decimal_places = currency_exponent(currency_code)
         self.fields[
             "amount"
         ].help_text = f"In {currency_code.upper()}, at most {format_money(limit, currency_code)}."
 
     def clean_amount(self) -> int:
-        amount = self.cleaned_data["amount"].scaleb(currency_exponent(self.currency_code))
+        exponent = currency_exponent(self.currency_code)
+        amount = self.cleaned_data["amount"].scaleb(exponent)
+        if amount != amount.to_integral_value():
+            raise forms.ValidationError(f"{self.currency_code.upper()} has {exponent} decimals.")
         if amount <= 0:
             raise forms.ValidationError("Enter an amount above zero.")
         return int(amount)
@@ -197,7 +200,7 @@ class OrderAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["region"]
     date_hierarchy = "created_at"
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "cart",
         "region",
         "email",
@@ -206,7 +209,7 @@ class OrderAdmin(admin.ModelAdmin):
         "status",
         "payment_status",
         "created_at",
-    ]
+    )
     actions = ["capture_orders"]
     change_form_template = "admin/checkout/order/change_form.html"
     total_display = money_column("total", "Total")
@@ -322,7 +325,7 @@ class OrderAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{verb}: done for {payment.id}.", messages.SUCCESS)
                 return HttpResponseRedirect(order_url)
         else:
-            initial = {"request_key": uuid.uuid4().hex}
+            initial: dict[str, Any] = {"request_key": uuid.uuid4().hex}
             if action != "cancel":
                 initial["amount"] = to_major(limit, payment.currency_code)
             form = form_class(initial=initial, **kwargs)
@@ -377,7 +380,7 @@ class OrderAdmin(admin.ModelAdmin):
                 "opts": self.model._meta,
                 "rows": rows,
                 "queryset": queryset,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 "request_key": uuid.uuid4().hex,
             }
             return TemplateResponse(request, "admin/checkout/order/capture_orders.html", context)

@@ -188,3 +188,12 @@ def test_change_lists_cost_a_fixed_number_of_queries(region, product, page):
     for _ in range(4):
         place_order(region=region, items=[(factories.ProductFactory(prices={"usd": 10}), 2)])
     assert count() == few
+
+
+def test_an_amount_finer_than_the_currency_is_refused_not_rounded(order):
+    client = logged_in(*MONEY_PERMISSIONS)
+
+    response = submit(client, action_url(order, "capture"), amount="10.001")
+
+    assert "USD has 2 decimals" in response.content.decode()
+    assert Payment.objects.get(order=order).captured_at is None
