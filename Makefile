@@ -49,7 +49,19 @@ browser:
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy config payments checkout providers
 
 test: install postgres browser lint
 	$(BIN)/pytest
 	@echo "Browser screenshots: $(CURDIR)/$(SCREENSHOTS)"
+
+# Checkout latency, throughput, SQL statements per request and server memory under gunicorn
+# and PostgreSQL, at 1, 4 and 16 clients (BENCH_SECONDS each, default 10; BENCH_ARGS for
+# more, e.g. BENCH_ARGS="--workers 2 --sql-log"). Figures, not a test: it exits 0.
+bench: install postgres
+	$(BIN)/python -m bench.checkout $(BENCH_ARGS)
+
+# Exactly-once under load and faults: 16 clients for SOAK_SECONDS (default 300) with retries,
+# double sends, lost answers and a worker SIGKILLed every 30 s; fails if a check fails.
+soak: install postgres
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
