@@ -109,16 +109,21 @@ def cart_complete(
         # Completed already, by another key or a webhook: answer with its order.
         return _finish(cart_id, taken, render)
     try:
-        return _complete_leased(cart_id, taken, render, actor)
+        return _complete_leased(
+            cart_id, taken, render, actor, authorized=cart.payment_authorized_at is not None
+        )
     except BaseException:
         idempotency_key_release(taken)
         raise
 
 
 def _complete_leased(
-    cart_id: str, lease: Lease, render: CompletionRenderer, actor: Actor
+    cart_id: str, lease: Lease, render: CompletionRenderer, actor: Actor, *, authorized: bool
 ) -> Finished | NeedsCustomer:
-    payment = Payment.objects.filter(cart_id=cart_id, canceled_at__isnull=True).first()
+    # The cart's payment_authorized_at is set in the transaction that creates its payment.
+    payment = None
+    if authorized:
+        payment = Payment.objects.filter(cart_id=cart_id, canceled_at__isnull=True).first()
     if payment is None:
         outcome = _authorize(cart_id, lease, actor)
         if isinstance(outcome, NeedsCustomer):
@@ -171,10 +176,10 @@ def _authorize(cart_id: str, lease: Lease, actor: Actor) -> Payment | NeedsCusto
             "The provider authorized another amount than the total."
         )
     with transaction.atomic():
-        cart_lock(cart_id)
+        # This UPDATE is the cart's lock, taken first as everywhere.
+        Cart.objects.filter(pk=cart_id).update(payment_authorized_at=timezone.now())
         idempotency_key_advance(lease, RecoveryPoint.PAYMENT_AUTHORIZED)
         payment = payment_create_from_authorization(session=session, authorization=authorization)
-        Cart.objects.filter(pk=cart_id).update(payment_authorized_at=payment.created_at)
     recovery_point_committed.send(
         sender=cart_complete, point=RecoveryPoint.PAYMENT_AUTHORIZED, cart_id=cart_id
     )

@@ -104,19 +104,9 @@ def idempotency_key_begin(request: IdempotentRequest, *, resource_id: str = "") 
     is taken over with a new fencing token.
     """
     with transaction.atomic(savepoint=False):
-        IdempotencyKey.objects.bulk_create(
-            [
-                IdempotencyKey(
-                    scope=request.scope,
-                    key=request.key,
-                    request_method=request.method,
-                    request_path=request.path,
-                    request_fingerprint=request.fingerprint,
-                    resource_id=resource_id,
-                )
-            ],
-            ignore_conflicts=True,
-        )
+        fresh = _insert_leased(request, resource_id)
+        if fresh is not None:
+            return fresh
         # Row lock: two requests with one key decide one after the other who holds it.
         row = IdempotencyKey.objects.select_for_update().get(scope=request.scope, key=request.key)
         if (row.request_method, row.request_path, row.request_fingerprint) != (
@@ -135,6 +125,43 @@ def idempotency_key_begin(request: IdempotentRequest, *, resource_id: str = "") 
         token = IdempotencyKey.new_lock_token()
         IdempotencyKey.objects.filter(pk=row.pk).update(locked_at=timezone.now(), lock_token=token)
         return Lease(key_id=row.pk, token=token, recovery_point=row.recovery_point)
+
+
+def _insert_leased(request: IdempotentRequest, resource_id: str) -> Lease | None:
+    """A key seen for the first time is inserted already leased to us, in one statement;
+    None when it exists (the unique (scope, key) index decides between racing requests)."""
+    token = IdempotencyKey.new_lock_token()
+    now = timezone.now()
+    values = {
+        "scope": request.scope,
+        "key": request.key,
+        "request_method": request.method,
+        "request_path": request.path,
+        "request_fingerprint": request.fingerprint,
+        "resource_id": resource_id,
+        "locked_at": now,
+        "lock_token": token,
+        "recovery_point": RecoveryPoint.STARTED.value,
+        "created_at": now,
+    }
+    meta = IdempotencyKey._meta
+    connection = transaction.get_connection()
+    columns = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in values)
+    params = [
+        meta.get_field(name).get_db_prep_value(value, connection, prepared=False)
+        for name, value in values.items()
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "
+            f"VALUES ({', '.join(['%s'] * len(params))}) "
+            "ON CONFLICT (scope, key) DO NOTHING RETURNING id",
+            params,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Lease(key_id=row[0], token=token, recovery_point=RecoveryPoint.STARTED)
 
 
 def idempotency_resource_busy(resource_id: str, *, exclude_key_id: int | None = None) -> bool:
