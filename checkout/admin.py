@@ -32,6 +32,10 @@ from payments.models import Payment, PaymentEvent, PaymentProvider, Refund, Webh
 from payments.money import currency_exponent, format_money, to_major
 from payments.services import Actor, payment_cancel, payment_capture, payment_refund
 
+admin.site.site_header = "Payments back office"
+admin.site.site_title = "Back office"
+admin.site.index_title = "Store operations"
+
 # Regions ------------------------------------------------------------------------------
 
 
