@@ -234,7 +234,10 @@ def cart_payment_sessions_create(*, cart_id: str, actor: Actor = STOREFRONT) -> 
 def cart_payment_session_select(
     *, cart_id: str, provider_id: str, actor: Actor = STOREFRONT
 ) -> Cart:
-    if provider_id not in _enabled_provider_ids(cart_get(cart_id).region_id):
+    region_id = Cart.objects.filter(pk=cart_id).values_list("region_id", flat=True).first()
+    if region_id is None:
+        raise errors.NotFound("No cart with this id.")
+    if provider_id not in _enabled_provider_ids(region_id):
         raise errors.ProviderNotAvailable(
             f"Provider {provider_id!r} is not enabled in this region."
         )
