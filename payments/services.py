@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from payments import errors
 from payments.fields import new_id
-from payments.models import Payment, PaymentEvent, PaymentProvider, PaymentSession, Refund
+from payments.models import Payment, PaymentEvent, PaymentSession, Refund
 from providers.base import (
     AuthorizationResult,
     PaymentProviderBase,
@@ -284,8 +284,8 @@ def payment_session_update_data(
     return session
 
 
-def payment_session_delete(*, session: PaymentSession, actor: Actor = STOREFRONT) -> None:
-    """Release the session at the provider, then forget it (no orphaned remote payments)."""
+def _session_release(session: PaymentSession, actor: Actor) -> None:
+    """Whatever the provider holds for the session goes: no orphaned remote payments."""
     session_call(
         session,
         session.provider_id,
@@ -293,18 +293,17 @@ def payment_session_delete(*, session: PaymentSession, actor: Actor = STOREFRONT
         lambda p: p.delete_session(session.as_input()),
         actor=actor,
     )
+
+
+def payment_session_delete(*, session: PaymentSession, actor: Actor = STOREFRONT) -> None:
+    """Release the session at the provider, then forget it."""
+    _session_release(session, actor)
     PaymentSession.objects.filter(pk=session.pk).delete()
 
 
 def payment_session_cancel(*, session: PaymentSession, actor: Actor = STOREFRONT) -> None:
     """Release the session at the provider and keep its row, canceled, as a record."""
-    session_call(
-        session,
-        session.provider_id,
-        PaymentEvent.Type.DELETE,
-        lambda p: p.delete_session(session.as_input()),
-        actor=actor,
-    )
+    _session_release(session, actor)
     PaymentSession.objects.filter(pk=session.pk).update(
         status=SessionStatus.CANCELED, updated_at=timezone.now()
     )
@@ -411,10 +410,6 @@ def payment_create_from_authorization(
         amount=authorization.amount,
         data={**authorization.data, "session_id": session.id},
     )
-
-
-def provider_ids_installed() -> set[str]:
-    return set(PaymentProvider.objects.filter(is_installed=True).values_list("id", flat=True))
 
 
 # Money movements ----------------------------------------------------------------------

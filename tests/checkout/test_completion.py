@@ -382,3 +382,27 @@ def test_stalled_checkouts_are_finished_or_their_authorization_canceled(store, r
     # Every authorization is now attached to an order or canceled.
     for payment in Payment.objects.all():
         assert payment.order_id or payment.canceled_at
+
+
+def test_keys_expire_a_day_after_they_finish_and_not_before(store, region, product):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    finished_long_ago = store.cart_ready(region, product)
+    store.complete(finished_long_ago, key="old")
+    store.complete(store.cart_ready(region, product), key="recent")
+    declined = store.cart_ready(region, product, data={"outcome": "decline"})
+    store.complete(declined, key="unfinished")
+    IdempotencyKey.objects.filter(key__in=["old", "unfinished"]).update(
+        created_at=timezone.now() - timedelta(hours=30)
+    )
+    IdempotencyKey.objects.filter(key="old").update(
+        finished_at=timezone.now() - timedelta(hours=25)
+    )
+
+    out = StringIO()
+    call_command("expire_idempotency_keys", stdout=out)
+
+    assert "1 expired key(s) deleted" in out.getvalue()
+    assert sorted(IdempotencyKey.objects.values_list("key", flat=True)) == ["recent", "unfinished"]

@@ -284,3 +284,28 @@ def test_a_refund_made_in_stripes_dashboard_shows_up_as_a_refund(
     events = PaymentEvent.objects.filter(payment=payment, actor="webhook")
     assert sorted(e.type for e in events) == ["capture", "refund"]
     assert Order.objects.get(pk=payment.order_id).payment_status == "partially_refunded"
+
+
+def test_an_operator_reprocesses_a_failed_webhook(store, stripe_server, stripe_region, product):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    cart_id = stripe_cart(store, stripe_region, product)
+    intent_id = intent_of(cart_id)
+    stripe_server.customer_confirms(intent_id)
+    stripe_server.fail_next("payment_intents.retrieve", Fault.SERVER_ERROR)
+    deliver(
+        "payment_intent.amount_capturable_updated",
+        {"id": intent_id},
+        event_id="evt_op",
+        client=Client(raise_request_exception=False),
+    )
+    assert WebhookEvent.objects.get().status == "failed"
+
+    out = StringIO()
+    call_command("reprocess_webhooks", stdout=out)
+
+    assert "processed" in out.getvalue()
+    assert WebhookEvent.objects.get().status == "processed"
+    assert Order.objects.filter(cart_id=cart_id).exists()
