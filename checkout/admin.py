@@ -449,6 +449,8 @@ class WebhookEventAdmin(ReadOnlyAdmin):
             try:
                 processed = webhook_process(record=event, render=render_completion)
                 note = "processed" if processed else "already processed"
-                self.message_user(request, f"{event.event_id}: {note}.", messages.SUCCESS)
+                self.message_user(request, f"Event {event.event_id}: {note}.", messages.SUCCESS)
             except Exception as error:  # one failing event must not hide the others' results
-                self.message_user(request, f"{event.event_id}: failed ({error}).", messages.ERROR)
+                self.message_user(
+                    request, f"Event {event.event_id}: failed ({error}).", messages.ERROR
+                )

@@ -309,3 +309,64 @@ def test_an_operator_reprocesses_a_failed_webhook(store, stripe_server, stripe_r
     assert "processed" in out.getvalue()
     assert WebhookEvent.objects.get().status == "processed"
     assert Order.objects.filter(cart_id=cart_id).exists()
+
+
+def test_lost_capture_and_refund_answers_retried_through_the_admin_api_move_money_once(
+    store, stripe_server, stripe_region, product
+):
+    from tests.backoffice import admin_client, admin_post, staff_user
+
+    cart_id = stripe_cart(store, stripe_region, product)
+    intent_id = intent_of(cart_id)
+    stripe_server.customer_confirms(intent_id)
+    payment_id = store.complete(cart_id).json()["data"]["payments"][0]["id"]
+    operator = admin_client(staff_user(username="ops", superuser=True))
+
+    stripe_server.fail_next("payment_intents.capture", Fault.DROP)
+    lost = admin_post(operator, f"payments/{payment_id}/capture", {"amount": 2000}, key="cap-1")
+    retried = admin_post(operator, f"payments/{payment_id}/capture", {"amount": 2000}, key="cap-1")
+    assert (lost.status_code, retried.status_code) == (503, 200)
+
+    stripe_server.fail_next("refunds.create", Fault.DROP)
+    body = {"amount": 500, "reason": "return"}
+    lost = admin_post(operator, f"payments/{payment_id}/refund", body, key="ref-1")
+    retried = admin_post(operator, f"payments/{payment_id}/refund", body, key="ref-1")
+    assert (lost.status_code, retried.status_code) == (503, 200)
+
+    assert [c["amount"] for c in stripe_server.captures] == [2000]
+    assert [r["amount"] for r in stripe_server.refunds.values()] == [500]
+    payment = Payment.objects.get(pk=payment_id)
+    assert (payment.amount_captured, payment.amount_refunded) == (2000, 500)
+
+
+def test_the_webhook_list_reprocesses_a_failed_event(store, stripe_server, stripe_region, product):
+    from django.urls import reverse
+
+    from tests.backoffice import staff_user
+
+    cart_id = stripe_cart(store, stripe_region, product)
+    intent_id = intent_of(cart_id)
+    stripe_server.customer_confirms(intent_id)
+    stripe_server.fail_next("payment_intents.retrieve", Fault.SERVER_ERROR)
+    deliver(
+        "payment_intent.amount_capturable_updated",
+        {"id": intent_id},
+        event_id="evt_admin",
+        client=Client(raise_request_exception=False),
+    )
+    operator = Client()
+    operator.force_login(staff_user(username="ops", superuser=True))
+    changelist = reverse("admin:payments_webhookevent_changelist")
+    assert "failed" in operator.get(changelist).content.decode()
+
+    record = WebhookEvent.objects.get()
+    response = operator.post(
+        changelist,
+        {"action": "reprocess", "index": 0, "_selected_action": [record.pk]},
+        follow=True,
+    )
+
+    assert "Event evt_admin: processed" in response.content.decode()
+    record.refresh_from_db()
+    assert (record.status, record.attempts) == ("processed", 2)
+    assert Order.objects.filter(cart_id=cart_id).exists()
