@@ -74,6 +74,12 @@ class RegionAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Region]:
         return super().get_queryset(request).prefetch_related("payment_providers")
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Region | None = None) -> Any:
+        # Carts were priced in the region's currency: it cannot change under them.
+        if obj is not None and obj.carts.exists():
+            return ["currency_code"]
+        return []
+
     @admin.display(description="Payment providers")
     def provider_names(self, obj: Region) -> str:
         return ", ".join(str(p) for p in obj.payment_providers.all()) or "-"
@@ -105,7 +111,10 @@ class LineItemInline(admin.TabularInline):
 
 
 @admin.register(Cart)
-class CartAdmin(admin.ModelAdmin):
+class CartAdmin(ReadOnlyAdmin):
+    """Carts change through the storefront's services only (they reprice and release
+    sessions at their providers); here they are read."""
+
     list_display = [
         "id",
         "region",

@@ -25,6 +25,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from checkout.models import Cart, Order, Swap
+from checkout.orders import order_payment_status
 from checkout.services import cart_get, cart_lock
 from checkout.swaps import swap_attach_payment, swap_of_cart
 from payments import errors
@@ -46,6 +47,7 @@ from payments.services import (
     Actor,
     payment_cancel,
     payment_create_from_authorization,
+    payment_lock,
     payment_session_authorize,
     payment_session_cancel,
     payment_session_delete,
@@ -150,6 +152,8 @@ def _authorize(cart_id: str, lease: Lease, actor: Actor) -> Payment | NeedsCusto
         raise errors.InvalidData("The cart is empty.")
     if session is None:
         raise errors.InvalidData("Select a payment session before completing the cart.")
+    if session.status == SessionStatus.CANCELED:
+        raise errors.InvalidData("This payment session was canceled; refresh it to pay.")
     swap = swap_of_cart(cart_id) if cart.type == Cart.Type.SWAP else None
     if swap is not None and swap.status == Swap.Status.CANCELED:
         raise errors.InvalidState("This swap was canceled; its cart cannot be paid.")
@@ -200,6 +204,10 @@ def _finish(
             total = sum(item.total for item in items)
             if payment is None or not items or payment.amount != total:
                 raise _CartChanged
+            # Re-read under its lock: an operator may have canceled or captured it since.
+            payment = payment_lock(payment.pk)
+            if payment.canceled_at is not None:
+                raise _CartChanged
             if cart.type == Cart.Type.SWAP:
                 # A swap's cart pays the swap: no order of its own.
                 swap_attach_payment(cart=cart, payment=payment)
@@ -229,7 +237,7 @@ def _order_create(cart: Cart, payment: Payment, total: int) -> Order:
         currency_code=cart.currency_code,
         total=total,
         status=Order.Status.PENDING,
-        payment_status=Order.PaymentStatus.AWAITING,
+        payment_status=order_payment_status([payment]),
     )
     Payment.objects.filter(pk=payment.pk).update(order=order)
     return order
@@ -301,4 +309,5 @@ def _authorization_pending(cart_id: str) -> bool:
         .order_by("-created_at", "-id")
         .first()
     )
-    return last is not None and not last.success and last.error.startswith("unavailable")
+    # A success counts too: the worker may have died before its Payment was stored.
+    return last is not None and (last.success or last.error.startswith("unavailable"))

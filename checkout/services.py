@@ -16,7 +16,7 @@ from django.db.models import Prefetch
 from checkout.models import Cart, LineItem, Product, ProductPrice, Region
 from payments import errors
 from payments.idempotency import idempotency_resource_busy
-from payments.models import PaymentProvider, PaymentSession
+from payments.models import Payment, PaymentProvider, PaymentSession
 from payments.services import (
     STOREFRONT,
     Actor,
@@ -62,7 +62,11 @@ def cart_lock_for_change(cart_id: str, *, contents: bool = True) -> Cart:
         raise errors.CartCompleted("This cart is completed.")
     if contents and cart.type == Cart.Type.SWAP:
         raise errors.InvalidState("The items of a swap's cart are set by its swap.")
-    if cart.payment_authorized_at is not None or idempotency_resource_busy(cart.id):
+    # An authorized payment waits for its order (or a cancel, which frees the cart again).
+    authorized = cart.payment_authorized_at is not None and (
+        Payment.objects.filter(cart_id=cart.pk, canceled_at__isnull=True).exists()
+    )
+    if authorized or idempotency_resource_busy(cart.id):
         raise errors.CartCompletionInProgress("This cart is being completed.")
     return cart
 

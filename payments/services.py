@@ -228,7 +228,12 @@ def payment_session_create(
             lambda p: p.delete_session(released),
             actor=actor,
         )
-        return PaymentSession.objects.get(cart_id=cart_id, provider_id=provider_id)
+        existing = PaymentSession.objects.filter(cart_id=cart_id, provider_id=provider_id).first()
+        if existing is None:  # the cart's selection changed meanwhile, not this provider
+            raise errors.InvalidState(
+                "The cart's payment sessions changed meanwhile; retry."
+            ) from None
+        return existing
     return session
 
 
@@ -676,14 +681,19 @@ def payment_cancel(*, payment_id: str, actor: Actor, request_key: str = "") -> P
         _operation_failed(payment.id, CANCEL, key, error)
         raise provider_error_for_operation(error) from error
     with transaction.atomic():
+        # The session comes before the payment in the lock order.
+        list(PaymentSession.objects.select_for_update().filter(pk=payment.session_id))
         payment = payment_lock(payment_id)
         fields = _pending_clear(payment) if _settling(payment, CANCEL, key) else []
         if payment.canceled_at is None and payment.captured_at is None:
             payment.canceled_at = timezone.now()
             fields.append("canceled_at")
             if payment.session_id:
+                # A canceled authorization is never reused: the next one gets a new key.
                 PaymentSession.objects.filter(pk=payment.session_id).update(
-                    status=SessionStatus.CANCELED, updated_at=payment.canceled_at
+                    status=SessionStatus.CANCELED,
+                    revision=F("revision") + 1,
+                    updated_at=payment.canceled_at,
                 )
             event_record(
                 type=PaymentEvent.Type.CANCEL,

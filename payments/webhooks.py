@@ -115,6 +115,7 @@ def payment_sync_remote(*, provider_id: str, state: RemotePaymentState) -> Payme
             )
         ours = list(payment.refunds.values_list("id", "provider_reference"))
         known = {reference for _, reference in ours} | {refund_id for refund_id, _ in ours}
+        known.discard("")  # a pending refund has no provider reference yet
         for refund in state.refunds:
             room = payment.amount_captured - payment.amount_refunded
             # Refunds we asked for settle through our own refund flow, pending or not.

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -41,20 +42,31 @@ def domain_error_response(error: DomainError) -> Response:
     return response
 
 
-def _flatten_fields(detail: Any) -> dict[str, list[str]]:
+def _flatten_fields(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested errors as `{"prices.0.amount": ["..."]}`: one list of messages per field."""
     if isinstance(detail, dict):
-        return {
-            str(name): [str(m) for m in (value if isinstance(value, list) else [value])]
-            for name, value in detail.items()
-        }
-    return {
-        "non_field_errors": [str(m) for m in (detail if isinstance(detail, list) else [detail])]
-    }
+        flat: dict[str, list[str]] = {}
+        for name, value in detail.items():
+            flat.update(_flatten_fields(value, f"{prefix}{name}."))
+        return flat
+    if isinstance(detail, list) and any(isinstance(v, (dict, list)) for v in detail):
+        flat = {}
+        for index, value in enumerate(detail):
+            if value:
+                flat.update(_flatten_fields(value, f"{prefix}{index}."))
+        return flat
+    messages = detail if isinstance(detail, list) else [detail]
+    return {prefix.rstrip(".") or "non_field_errors": [str(m) for m in messages]}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         return domain_error_response(exc)
+    if isinstance(exc, DataError):
+        # The database refused a value as given (a NUL byte, an over-long id): bad input.
+        return Response(
+            error_body("invalid_data", "A value in the request is not valid."), status=400
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

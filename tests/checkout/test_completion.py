@@ -379,9 +379,42 @@ def test_stalled_checkouts_are_finished_or_their_authorization_canceled(store, r
     assert authorizations(lost) == 1
     assert f"{broken} (key k-broken): canceled" in out.getvalue()
     assert f"{finishable} (key k-finishable): completed" in out.getvalue()
-    # Every authorization is now attached to an order or canceled.
-    for payment in Payment.objects.all():
-        assert payment.order_id or payment.canceled_at
+    # Every remote authorization is now attached to an order or canceled.
+    assert_every_authorization_has_an_order_or_a_cancel()
+
+
+def assert_every_authorization_has_an_order_or_a_cancel() -> None:
+    for entry in LedgerEntry.objects.filter(operation="authorize"):
+        canceled = LedgerEntry.objects.filter(operation="cancel", authorization=entry.reference)
+        ordered = Payment.objects.filter(
+            data__authorization=entry.reference, order__isnull=False, canceled_at__isnull=True
+        )
+        assert canceled.exists() or ordered.exists(), entry.reference
+
+
+def test_a_worker_that_died_after_the_authorization_but_before_its_payment_is_finished(
+    store, cart_id, monkeypatch
+):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    import checkout.completion
+
+    def worker_dies(**kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(checkout.completion, "payment_create_from_authorization", worker_dies)
+    crashed = Storefront(Client(raise_request_exception=False)).complete(cart_id, key="dies")
+    monkeypatch.undo()
+    assert crashed.status_code == 500
+    assert authorizations(cart_id) == 1 and not Payment.objects.exists()
+
+    call_command("complete_stalled_checkouts", "--older-than", "0", stdout=StringIO())
+
+    assert Order.objects.filter(cart_id=cart_id).exists()
+    assert authorizations(cart_id) == 1
+    assert_every_authorization_has_an_order_or_a_cancel()
 
 
 def test_keys_expire_a_day_after_they_finish_and_not_before(store, region, product):
@@ -406,3 +439,31 @@ def test_keys_expire_a_day_after_they_finish_and_not_before(store, region, produ
 
     assert "1 expired key(s) deleted" in out.getvalue()
     assert sorted(IdempotencyKey.objects.values_list("key", flat=True)) == ["recent", "unfinished"]
+
+
+def test_an_authorization_canceled_before_its_order_is_never_reused(store, cart_id):
+    from tests.backoffice import admin_client, admin_post, staff_user
+
+    def crash(sender, point: str, **kwargs):  # type: ignore[no-untyped-def]
+        if point == "payment_authorized":
+            raise RuntimeError("worker died")
+
+    recovery_point_committed.connect(crash)
+    try:
+        Storefront(Client(raise_request_exception=False)).complete(cart_id, key="k")
+    finally:
+        recovery_point_committed.disconnect(crash)
+    operator = admin_client(staff_user(username="ops", superuser=True))
+    payment = Payment.objects.get(cart_id=cart_id)
+    assert admin_post(operator, f"payments/{payment.pk}/cancel").status_code == 200
+
+    retry = store.complete(cart_id, key="k")
+
+    assert (retry.status_code, retry.json()["code"]) == (400, "invalid_data")
+    assert not Order.objects.exists()
+    store.post(f"carts/{cart_id}/payment-sessions/test/refresh")
+    final = store.complete(cart_id, key="k")
+    assert final.json()["type"] == "order", final.json()
+    live = Payment.objects.get(cart_id=cart_id, canceled_at__isnull=True)
+    assert live.data["authorization"] != payment.data["authorization"]
+    assert_every_authorization_has_an_order_or_a_cancel()

@@ -213,3 +213,13 @@ def test_completing_costs_the_same_queries_whatever_the_carts_size(
     with django_assert_max_num_queries(small_count):
         store.complete(large)
     assert Cart.objects.filter(completed_at__isnull=False).count() == 2
+
+
+@pytest.mark.parametrize(
+    "path", ["carts/%00", "orders/%00", "products?region_id=%00", f"carts/cart_{'x' * 300}"]
+)
+def test_values_the_database_cannot_hold_are_400_not_500(store, path):
+    response = store.get(path)
+
+    assert response.status_code in (400, 404)
+    assert set(response.json()) >= {"code", "message"}

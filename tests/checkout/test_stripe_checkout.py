@@ -370,3 +370,26 @@ def test_the_webhook_list_reprocesses_a_failed_event(store, stripe_server, strip
     record.refresh_from_db()
     assert (record.status, record.attempts) == ("processed", 2)
     assert Order.objects.filter(cart_id=cart_id).exists()
+
+
+def test_a_dashboard_refund_is_recorded_while_one_of_ours_is_pending(
+    store, stripe_server, stripe_region, product
+):
+    cart_id = stripe_cart(store, stripe_region, product)
+    intent_id = intent_of(cart_id)
+    stripe_server.customer_confirms(intent_id)
+    store.complete(cart_id, key="k")
+    payment = Payment.objects.get(cart_id=cart_id)
+    get_provider("stripe").capture(payment.as_input(), amount=3000, idempotency_key="cap")
+    deliver("payment_intent.succeeded", {"id": intent_id}, event_id="evt_cap")
+    # One of our refunds is reserved and waits for its provider's answer.
+    Refund.objects.create(
+        payment=payment, amount=200, reason="return", status=Refund.Status.PENDING
+    )
+    dashboard = stripe_server.refund_outside(intent_id, 700)
+
+    deliver("charge.refunded", {"payment_intent": intent_id}, event_id="evt_dash")
+
+    payment.refresh_from_db()
+    assert payment.amount_refunded == 700
+    assert Refund.objects.get(provider_reference=dashboard["id"]).amount == 700

@@ -8,7 +8,7 @@ from payments.models import WebhookEvent
 
 
 class Command(BaseCommand):
-    help = "Process failed webhook events again (or the ones named by id)."
+    help = "Process webhook events that did not get processed (or the ones named by id)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("ids", nargs="*", help="webhook event ids (default: every failed one)")
