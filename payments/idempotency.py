@@ -145,10 +145,11 @@ def _insert_leased(request: IdempotentRequest, resource_id: str) -> Lease | None
         "created_at": now,
     }
     meta = IdempotencyKey._meta
+    fields = {field.name: field for field in meta.concrete_fields}
     connection = transaction.get_connection()
-    columns = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in values)
+    columns = ", ".join(connection.ops.quote_name(fields[name].column) for name in values)
     params = [
-        meta.get_field(name).get_db_prep_value(value, connection, prepared=False)
+        fields[name].get_db_prep_value(value, connection, prepared=False)
         for name, value in values.items()
     ]
     with connection.cursor() as cursor:

@@ -29,15 +29,9 @@ from checkout.models import Order, Product, Region
 from checkout.orders import order_cancel, order_capture, order_refund
 from checkout.swaps import swap_cancel, swap_create, swap_get, swap_process_payment
 from payments import errors
-from payments.api.admin_base import (
-    ADMIN_ERRORS,
-    IDEMPOTENCY_KEY,
-    POST_ERRORS,
-    AdminViewSet,
-    error_responses,
-    validated,
-)
+from payments.api.admin_base import ADMIN_ERRORS, IDEMPOTENCY_KEY, POST_ERRORS, AdminViewSet
 from payments.api.admin_serializers import RefundInput
+from payments.api.fields import error_responses, validated
 from payments.services import Actor
 
 READ_ERRORS = error_responses(*ADMIN_ERRORS, 404)

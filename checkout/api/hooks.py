@@ -11,10 +11,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from checkout.api.serializers import render_completion
-from checkout.api.views import error_responses
 from checkout.webhooks import webhook_process
 from payments import errors
 from payments.api.errors import error_body
+from payments.api.fields import error_responses
 from payments.webhooks import webhook_receive
 
 logger = logging.getLogger(__name__)

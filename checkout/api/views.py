@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -27,21 +27,11 @@ from checkout.api.serializers import (
 )
 from checkout.completion import Finished, cart_complete
 from checkout.selectors import order_get, region_list
-from payments.api.fields import ErrorSerializer
+from payments.api.fields import error_responses, validated
 from payments.errors import InvalidData
 from payments.idempotency import IdempotentRequest, fingerprint, new_key, parse_key
 
 STORE_SCOPE = "store"
-
-
-def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {status: OpenApiResponse(ErrorSerializer) for status in statuses}
-
-
-def validated(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data  # type: ignore[return-value]
 
 
 def cart_response(cart: Any, status: int = 200) -> Response:

@@ -11,14 +11,13 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.http import HttpRequest, HttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
-from rest_framework import serializers, viewsets
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from payments.api.fields import ErrorSerializer
 from payments.api.idempotent import admin_request, idempotent_response
 
 IDEMPOTENCY_KEY = OpenApiParameter(
@@ -33,10 +32,6 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 )
 
 
-def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {status: OpenApiResponse(ErrorSerializer) for status in statuses}
-
-
 # Every admin endpoint can answer these.
 ADMIN_ERRORS = (401, 403)
 POST_ERRORS = (*ADMIN_ERRORS, 400, 404, 409, 422)
@@ -48,12 +43,6 @@ class IsStaff(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and user.is_staff)
-
-
-def validated(serializer_class: type[serializers.Serializer], request: Request) -> Any:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class AdminViewSet(viewsets.GenericViewSet):

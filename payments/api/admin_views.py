@@ -10,14 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from payments import errors
-from payments.api.admin_base import (
-    ADMIN_ERRORS,
-    IDEMPOTENCY_KEY,
-    POST_ERRORS,
-    AdminViewSet,
-    error_responses,
-    validated,
-)
+from payments.api.admin_base import ADMIN_ERRORS, IDEMPOTENCY_KEY, POST_ERRORS, AdminViewSet
 from payments.api.admin_serializers import (
     CaptureInput,
     LedgerEntrySerializer,
@@ -25,6 +18,7 @@ from payments.api.admin_serializers import (
     PaymentProviderSerializer,
     RefundInput,
 )
+from payments.api.fields import error_responses, validated
 from payments.models import Payment, PaymentEvent, PaymentProvider, Refund
 from payments.services import Actor, payment_cancel, payment_capture, payment_refund
 from providers.registry import ProviderNotConfigured, get_provider

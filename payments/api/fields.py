@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
+from rest_framework.request import Request
 
 from payments.money import KNOWN_CURRENCIES, MAX_AMOUNT
 
@@ -65,3 +66,15 @@ ErrorSerializer = inline_serializer(
         ),
     },
 )
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """The contract's error body under each of these statuses, for the schema."""
+    return {status: OpenApiResponse(ErrorSerializer) for status in statuses}
+
+
+def validated(serializer_class: type[serializers.Serializer], request: Request) -> Any:
+    """The request body validated by one input serializer; a 400 otherwise."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
