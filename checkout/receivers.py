@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.dispatch import receiver
@@ -11,8 +10,6 @@ from checkout.orders import order_follow_payment
 from checkout.swaps import swap_follow_payment
 from payments.models import Payment
 from payments.services import payment_changed
-
-logger = logging.getLogger(__name__)
 
 
 @receiver(payment_changed)

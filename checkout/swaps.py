@@ -11,7 +11,6 @@ payments (reason `swap`).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,10 +22,6 @@ from checkout.orders import order_lock, order_refund, order_status_refresh
 from payments import errors
 from payments.models import Payment, Refund
 from payments.services import Actor, payment_cancel, payment_capture, payments_lock
-
-logger = logging.getLogger(__name__)
-
-MAX_QUANTITY = 1000
 
 
 def swap_get(swap_id: str) -> Swap:

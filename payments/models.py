@@ -156,10 +156,6 @@ class Payment(models.Model):
         return self.id
 
     @property
-    def is_captured(self) -> bool:
-        return self.captured_at is not None
-
-    @property
     def capturable_amount(self) -> int:
         if self.canceled_at or self.captured_at or self.pending_operation:
             return 0

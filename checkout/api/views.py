@@ -81,7 +81,6 @@ class ProductViewSet(viewsets.GenericViewSet):
 
 class CartViewSet(viewsets.GenericViewSet):
     serializer_class = CartSerializer
-    lookup_value_regex = "[^/]+"
 
     @extend_schema(request=CartCreateInput, responses={201: CartSerializer, **error_responses(400)})
     def create(self, request: Request) -> Response:
@@ -189,7 +188,6 @@ class CartCompleteView(viewsets.GenericViewSet):
 
 class OrderViewSet(viewsets.GenericViewSet):
     serializer_class = OrderSerializer
-    lookup_value_regex = "[^/]+"
 
     @extend_schema(responses={200: OrderSerializer, **error_responses(404)})
     def retrieve(self, request: Request, pk: str) -> Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -13,8 +12,6 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from payments.errors import DomainError
-
-logger = logging.getLogger(__name__)
 
 _DRF_CODES = {
     status.HTTP_400_BAD_REQUEST: "invalid_data",
