@@ -60,6 +60,22 @@ def deliver(  # type: ignore[no-untyped-def]
     )
 
 
+def cart_whose_webhook_failed(store, server, region, product, event_id: str) -> str:  # type: ignore[no-untyped-def]
+    """A customer authorized, and the webhook telling us so failed (Stripe answered 500)."""
+    cart_id = stripe_cart(store, region, product)
+    intent_id = intent_of(cart_id)
+    server.customer_confirms(intent_id)
+    server.fail_next("payment_intents.retrieve", Fault.SERVER_ERROR)
+    failed = deliver(
+        "payment_intent.amount_capturable_updated",
+        {"id": intent_id},
+        event_id=event_id,
+        client=Client(raise_request_exception=False),
+    )
+    assert failed.status_code == 500
+    return cart_id
+
+
 @pytest.fixture
 def product(stripe_region):  # type: ignore[no-untyped-def]
     return factories.ProductFactory(prices={"usd": 1500, "jpy": 1500, "kwd": 1500})
@@ -291,16 +307,7 @@ def test_an_operator_reprocesses_a_failed_webhook(store, stripe_server, stripe_r
 
     from django.core.management import call_command
 
-    cart_id = stripe_cart(store, stripe_region, product)
-    intent_id = intent_of(cart_id)
-    stripe_server.customer_confirms(intent_id)
-    stripe_server.fail_next("payment_intents.retrieve", Fault.SERVER_ERROR)
-    deliver(
-        "payment_intent.amount_capturable_updated",
-        {"id": intent_id},
-        event_id="evt_op",
-        client=Client(raise_request_exception=False),
-    )
+    cart_id = cart_whose_webhook_failed(store, stripe_server, stripe_region, product, "evt_op")
     assert WebhookEvent.objects.get().status == "failed"
 
     out = StringIO()
@@ -344,16 +351,7 @@ def test_the_webhook_list_reprocesses_a_failed_event(store, stripe_server, strip
 
     from tests.backoffice import staff_user
 
-    cart_id = stripe_cart(store, stripe_region, product)
-    intent_id = intent_of(cart_id)
-    stripe_server.customer_confirms(intent_id)
-    stripe_server.fail_next("payment_intents.retrieve", Fault.SERVER_ERROR)
-    deliver(
-        "payment_intent.amount_capturable_updated",
-        {"id": intent_id},
-        event_id="evt_admin",
-        client=Client(raise_request_exception=False),
-    )
+    cart_id = cart_whose_webhook_failed(store, stripe_server, stripe_region, product, "evt_admin")
     operator = Client()
     operator.force_login(staff_user(username="ops", superuser=True))
     changelist = reverse("admin:payments_webhookevent_changelist")
