@@ -10,8 +10,9 @@ from rest_framework.renderers import JSONRenderer
 
 from checkout.models import Cart, LineItem, Order, Region, Swap
 from checkout.selectors import order_queryset
+from payments.api.admin_serializers import RefundSerializer
 from payments.api.fields import InputSerializer, StrictIntegerField
-from payments.models import Payment, PaymentSession, Refund
+from payments.models import Payment, PaymentSession
 
 
 class RegionSerializer(serializers.ModelSerializer):
@@ -105,21 +106,6 @@ class PaymentSummarySerializer(serializers.ModelSerializer):
             "amount_refunded",
             "captured_at",
             "canceled_at",
-            "created_at",
-        ]
-
-
-class RefundSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Refund
-        fields = [
-            "id",
-            "payment_id",
-            "order_id",
-            "amount",
-            "reason",
-            "note",
-            "status",
             "created_at",
         ]
 

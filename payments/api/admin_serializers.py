@@ -32,7 +32,9 @@ class PaymentEventSerializer(serializers.ModelSerializer):
         ]
 
 
-class AdminRefundSerializer(serializers.ModelSerializer):
+class RefundSerializer(serializers.ModelSerializer):
+    """A refund as the storefront sees it."""
+
     class Meta:
         model = Refund
         fields = [
@@ -43,9 +45,15 @@ class AdminRefundSerializer(serializers.ModelSerializer):
             "reason",
             "note",
             "status",
-            "provider_reference",
             "created_at",
         ]
+
+
+class AdminRefundSerializer(RefundSerializer):
+    """The operator also sees the provider's reference."""
+
+    class Meta(RefundSerializer.Meta):
+        fields = [*RefundSerializer.Meta.fields, "provider_reference"]
 
 
 class AdminPaymentSerializer(serializers.ModelSerializer):
