@@ -18,16 +18,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo names the sandbox `test` provider, which no deployment gets unless it names it.
+RUN_ENV := DEBUG=true PAYMENT_PROVIDERS=manual,test
+
 run: install
-	DEBUG=true $(BIN)/python manage.py migrate --noinput
-	DEBUG=true $(BIN)/python manage.py register_providers
-	DEBUG=true $(BIN)/python manage.py seed_demo
+	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
+	$(RUN_ENV) $(BIN)/python manage.py register_providers
+	$(RUN_ENV) $(BIN)/python manage.py seed_demo
 	@echo
 	@echo "  Demo storefront: http://127.0.0.1:8000/"
-	@echo "  Back office:     http://127.0.0.1:8000/admin/  (login: operator / operator-demo-password)"
+	@echo "  Back office:     http://127.0.0.1:8000/admin/  (login: the operator line printed above by seed_demo)"
 	@echo "  API docs:        http://127.0.0.1:8000/api/docs/"
 	@echo
-	DEBUG=true $(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 # PostgreSQL is what the suite runs on: start the local cluster if it is installed but down.
 postgres:

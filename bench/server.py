@@ -75,14 +75,25 @@ def database_recreate(name: str) -> str:
 
 
 def server_env(database_url: str, settings: str) -> dict[str, str]:
-    """The environment of a production deployment: DEBUG off, a secret, PostgreSQL."""
+    """The environment of a production deployment: DEBUG off, a secret, PostgreSQL.
+
+    Like any deployment that serves plain HTTP on a private network, it turns the HTTPS
+    protections off by name. It names the `test` provider (the soak's lost answers need it),
+    and turns the per-address storefront throttle off: every bench client is 127.0.0.1.
+    """
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": settings,
         "DATABASE_URL": database_url,
-        "SECRET_KEY": secrets.token_urlsafe(32),
+        "SECRET_KEY": secrets.token_urlsafe(50),
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "SECURE_HSTS_SECONDS": "0",
+        "PAYMENT_PROVIDERS": "manual,test",
+        "STORE_API_THROTTLE": "off",
     }
 
 
@@ -99,7 +110,13 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def project_prepare(env: dict[str, str]) -> None:
-    for command in (["migrate", "--noinput"], ["register_providers"], ["seed_demo"]):
+    """What a deploy runs, then the demo store (forced: DEBUG is off, as in production)."""
+    for command in (
+        ["migrate", "--noinput"],
+        ["register_providers"],
+        ["collectstatic", "--noinput"],
+        ["seed_demo", "--force"],
+    ):
         manage(env, *command)
 
 

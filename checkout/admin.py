@@ -7,6 +7,7 @@ failure or a refused amount comes back as an admin message, never an error page.
 
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -28,8 +29,11 @@ from checkout.orders import order_capture
 from checkout.webhooks import webhook_process
 from payments import errors
 from payments.admin import ReadOnlyAdmin, money_column
+from payments.api.idempotent import idempotent_response
+from payments.audit import staff_action_log
+from payments.idempotency import IdempotentRequest, fingerprint
 from payments.models import Payment, PaymentEvent, PaymentProvider, Refund, WebhookEvent
-from payments.money import currency_exponent, format_money, to_major
+from payments.money import MAX_AMOUNT, currency_exponent, format_money, to_major
 from payments.services import Actor, payment_cancel, payment_capture, payment_refund
 
 admin.site.site_header = "Payments back office"
@@ -134,12 +138,28 @@ class CartAdmin(ReadOnlyAdmin):
 # Orders -------------------------------------------------------------------------------
 
 
+class BoundedDecimalField(forms.DecimalField):
+    """A decimal whose text is bounded before Decimal() sees it, and whose digits are bounded
+    before anyone converts it: `1E+999990` is refused here, not after int() has spent half
+    a minute on it (SPEC section 10)."""
+
+    MAX_LENGTH = 32
+
+    def to_python(self, value: Any) -> Decimal | None:
+        if isinstance(value, str) and len(value.strip()) > self.MAX_LENGTH:
+            raise forms.ValidationError("Enter a shorter number.", code="max_length")
+        return super().to_python(value)
+
+
 class AmountForm(forms.Form):
     """An amount typed in the currency's major units (12.34), sent on in minor units."""
 
-    amount = forms.DecimalField(min_value=Decimal(0))
-    # Made when the page is shown: submitting the same page twice is one operation.
-    request_key = forms.CharField(widget=forms.HiddenInput)
+    # At most 10^12 minor units (13 digits for a currency without decimals) and at most 3
+    # decimals (kwd has 3), checked by the field before clean_amount converts anything.
+    amount = BoundedDecimalField(min_value=Decimal(0), max_digits=16, decimal_places=3)
+    # Made when the page is shown: submitting the same page twice is one operation, and the
+    # key is bound to what the page submitted (see OrderAdmin._run_money_action).
+    request_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
     def __init__(self, *args: Any, currency_code: str, limit: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -155,16 +175,20 @@ class AmountForm(forms.Form):
             raise forms.ValidationError(f"{self.currency_code.upper()} has {exponent} decimals.")
         if amount <= 0:
             raise forms.ValidationError("Enter an amount above zero.")
+        if amount > MAX_AMOUNT:
+            raise forms.ValidationError("This amount is larger than any payment.")
         return int(amount)
 
 
 class RefundForm(AmountForm):
     reason = forms.ChoiceField(choices=Refund.Reason.choices, initial=Refund.Reason.RETURN)
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=2000
+    )
 
 
 class CancelForm(forms.Form):
-    request_key = forms.CharField(widget=forms.HiddenInput)
+    request_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
 
 MONEY_ACTIONS = {
@@ -261,8 +285,11 @@ class OrderAdmin(admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        # The admin quotes ids in its URLs (`_` becomes `_5F`).
-        order = get_object_or_404(Order, pk=unquote(object_id))
+        # Through get_queryset and the view permission, as the admin's own view does; the
+        # admin quotes ids in its URLs (`_` becomes `_5F`).
+        order = self.get_object(request, unquote(object_id))
+        if order is None or not self.has_view_permission(request, order):
+            return super().change_view(request, object_id, form_url, extra_context)
         payments = list(
             Payment.objects.filter(Q(order=order) | Q(swap__order=order))
             .select_related("provider")
@@ -319,10 +346,14 @@ class OrderAdmin(admin.ModelAdmin):
         permission, form_class, verb = MONEY_ACTIONS[action]
         if not request.user.has_perm(permission):
             raise PermissionDenied
+        # The order as this operator may see it (get_queryset), then its payment.
+        order = self.get_object(request, unquote(order_id))
+        if order is None or not self.has_view_permission(request, order):
+            raise Http404("No such order.")
         payment = get_object_or_404(
-            Payment.objects.filter(Q(order_id=order_id) | Q(swap__order_id=order_id)), pk=payment_id
+            Payment.objects.filter(Q(order=order) | Q(swap__order=order)), pk=payment_id
         )
-        order_url = reverse("admin:checkout_order_change", args=[quote(order_id)])
+        order_url = reverse("admin:checkout_order_change", args=[quote(order.pk)])
         limit = payment.capturable_amount if action == "capture" else payment.refundable_amount
         kwargs = (
             {} if action == "cancel" else {"currency_code": payment.currency_code, "limit": limit}
@@ -331,11 +362,21 @@ class OrderAdmin(admin.ModelAdmin):
             form = form_class(request.POST, **kwargs)
             if form.is_valid():
                 try:
-                    self._run_money_action(request, action, payment, form.cleaned_data)
+                    done = self._run_money_action(request, action, order, payment, form)
+                except errors.IdempotencyKeyMismatch:
+                    self.message_user(
+                        request,
+                        f"{verb} refused: this page was already submitted with another "
+                        "amount, reason or note. Nothing more was done; open the action again "
+                        "to make another one.",
+                        messages.ERROR,
+                    )
+                    return HttpResponseRedirect(order_url)
                 except errors.DomainError as error:
                     self.message_user(request, f"{verb} failed: {error.message}", messages.ERROR)
                     return HttpResponseRedirect(order_url)
-                self.message_user(request, f"{verb}: done for {payment.id}.", messages.SUCCESS)
+                note = "done" if done else "already done by this page earlier"
+                self.message_user(request, f"{verb}: {note} for {payment.id}.", messages.SUCCESS)
                 return HttpResponseRedirect(order_url)
         else:
             initial: dict[str, Any] = {"request_key": uuid.uuid4().hex}
@@ -349,7 +390,7 @@ class OrderAdmin(admin.ModelAdmin):
             "form": form,
             "payment": payment,
             "verb": verb,
-            "order_id": order_id,
+            "order_id": order.pk,
             "order_url": order_url,
             "authorized": format_money(payment.amount, payment.currency_code),
             "captured": format_money(payment.amount_captured, payment.currency_code),
@@ -357,27 +398,62 @@ class OrderAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/checkout/order/money_action.html", context)
 
-    @staticmethod
     def _run_money_action(
-        request: HttpRequest, action: str, payment: Payment, data: dict[str, Any]
-    ) -> None:
+        self, request: HttpRequest, action: str, order: Order, payment: Payment, form: forms.Form
+    ) -> bool:
+        """Run the action once per confirmation page; False when the page had run already.
+
+        The page's hidden request_key is an Idempotency-Key bound, like the admin API's, to
+        what the page submitted: the same key with another amount, reason or note raises
+        IdempotencyKeyMismatch instead of being merged into the first operation. A final
+        answer (success or a refusal) is stored for the key; an unknown outcome (503) is not,
+        so submitting the page again asks the provider again under the same key.
+        """
+        data = form.cleaned_data
+        content = {name: value for name, value in data.items() if name != "request_key"}
+        idempotent = IdempotentRequest(
+            scope=f"admin-form:{request.user.pk}",
+            key=data["request_key"],
+            method="POST",
+            path=request.path,
+            fingerprint=fingerprint(json.dumps(content, sort_keys=True).encode()),
+        )
         actor = Actor.staff(request.user)
-        key = f"admin-form:{data['request_key']}"
-        if action == "capture":
-            payment_capture(
-                payment_id=payment.id, amount=data["amount"], actor=actor, request_key=key
-            )
-        elif action == "refund":
-            payment_refund(
-                payment_id=payment.id,
-                amount=data["amount"],
-                reason=data["reason"],
-                note=data["note"],
-                actor=actor,
-                request_key=key,
-            )
-        else:
-            payment_cancel(payment_id=payment.id, actor=actor, request_key=key)
+
+        def work(request_key: str) -> tuple[int, Any]:
+            if action == "capture":
+                payment_capture(
+                    payment_id=payment.id,
+                    amount=data["amount"],
+                    actor=actor,
+                    request_key=request_key,
+                )
+                message = f"Captured {format_money(data['amount'], payment.currency_code)}"
+            elif action == "refund":
+                payment_refund(
+                    payment_id=payment.id,
+                    amount=data["amount"],
+                    reason=data["reason"],
+                    note=data["note"],
+                    actor=actor,
+                    request_key=request_key,
+                )
+                message = (
+                    f"Refunded {format_money(data['amount'], payment.currency_code)} "
+                    f"({data['reason']})"
+                )
+            else:
+                payment_cancel(payment_id=payment.id, actor=actor, request_key=request_key)
+                message = "Canceled the authorization"
+            staff_action_log(user=request.user, obj=order, message=f"{message} of {payment.id}.")
+            return 200, {"payment_id": payment.id}
+
+        response = idempotent_response(idempotent, work, resource_id=payment.id)
+        if response.status_code != 200:
+            # A refusal stored for this key, now or by the page's first submission.
+            body = json.loads(response.content)
+            raise errors.DomainError(body["message"])
+        return response.get("Idempotent-Replayed") != "true"
 
     @admin.action(description="Capture selected orders", permissions=["capture"])
     def capture_orders(
@@ -398,15 +474,20 @@ class OrderAdmin(admin.ModelAdmin):
             }
             return TemplateResponse(request, "admin/checkout/order/capture_orders.html", context)
         actor = Actor.staff(request.user)
+        # Made when the confirmation page was shown: sending it twice captures once.
+        request_key = request.POST.get("request_key", "")[:64]
         results = []
         for order in orders:
             try:
                 captured = order_capture(
                     order_id=order.id,
                     actor=actor,
-                    request_key=f"admin-bulk:{request.POST.get('request_key', '')}:{order.id}",
+                    request_key=f"admin-bulk:{request_key}:{order.id}",
                 )
                 results.append((order, True, f"captured ({captured.payment_status})"))
+                staff_action_log(
+                    user=request.user, obj=order, message="Captured in full (bulk action)."
+                )
             except errors.DomainError as error:
                 results.append((order, False, error.message))
         context = {
@@ -452,7 +533,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     readonly_fields = ["provider", "event_id", "type", "status", "attempts", "last_error", "body"]
     actions = ["reprocess"]
 
-    @admin.action(description="Process selected events again")
+    @admin.action(description="Process selected events again", permissions=["reprocess"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         for event in queryset.order_by("received_at"):
             try:
@@ -463,3 +544,8 @@ class WebhookEventAdmin(ReadOnlyAdmin):
                 self.message_user(
                     request, f"Event {event.event_id}: failed ({error}).", messages.ERROR
                 )
+
+    def has_reprocess_permission(self, request: HttpRequest) -> bool:
+        """Processing can complete carts and record captures and refunds: it needs the
+        change permission, though the events themselves stay read-only."""
+        return request.user.has_perm("payments.change_webhookevent")

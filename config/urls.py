@@ -1,6 +1,11 @@
+from typing import Any
+
+from django.conf import settings
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.views import defaults
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -18,15 +23,22 @@ urlpatterns = [
 ]
 
 
-def _json_error(status: int, code: str, message: str):  # type: ignore[no-untyped-def]
-    def view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-        return JsonResponse({"code": code, "message": message}, status=status)
+def _error_view(status: int, code: str, message: str, html_view: Any) -> Any:
+    """The contract's JSON error under /api/; elsewhere (the admin, the demo page) Django's
+    own page, since handler400..500 apply to the whole site."""
+
+    def view(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+        if not request.path.startswith("/api/"):
+            return html_view(request) if exception is None else html_view(request, exception)
+        text = message
+        if isinstance(exception, RequestDataTooBig):
+            text = f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+        return JsonResponse({"code": code, "message": text}, status=status)
 
     return view
 
 
-# Outside DRF too, the API never answers with an HTML page.
-handler400 = _json_error(400, "invalid_data", "Bad request.")
-handler403 = _json_error(403, "permission_denied", "Permission denied.")
-handler404 = _json_error(404, "not_found", "Not found.")
-handler500 = _json_error(500, "server_error", "Internal error.")
+handler400 = _error_view(400, "invalid_data", "Bad request.", defaults.bad_request)
+handler403 = _error_view(403, "permission_denied", "Permission denied.", defaults.permission_denied)
+handler404 = _error_view(404, "not_found", "Not found.", defaults.page_not_found)
+handler500 = _error_view(500, "server_error", "Internal error.", defaults.server_error)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from rest_framework.authtoken.admin import TokenAdmin
+from rest_framework.authtoken.models import TokenProxy
 
 from payments.models import (
     IdempotencyKey,
@@ -169,3 +171,28 @@ class IdempotencyKeyAdmin(ReadOnlyAdmin):
     list_filter = ["scope", "recovery_point"]
     search_fields = ["key", "resource_id", "request_path"]
     exclude = ["response_body"]
+
+
+# API tokens (SPEC section 10) ------------------------------------------------------------
+# DRF's own TokenAdmin lists every key to anyone with `view_tokenproxy`, and a key is as good
+# as its owner's password on /api/admin/. Only a superuser, who could make any token anyway,
+# sees or manages them; `manage.py drf_create_token <user>` stays the way to issue one.
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class SuperuserTokenAdmin(TokenAdmin):
+    def has_module_permission(self, request):  # type: ignore[no-untyped-def]
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return request.user.is_active and request.user.is_superuser

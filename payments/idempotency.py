@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from payments import errors
+from payments.bounded_json import JSONRefused, loads
 from payments.models import IdempotencyKey
 
 MAX_KEY_LENGTH = 255
@@ -82,11 +83,15 @@ def new_key() -> str:
 
 
 def fingerprint(body: bytes) -> str:
-    """A digest of the body; JSON is canonicalized (key order, spacing, an empty body is {})."""
+    """A digest of the body; JSON is canonicalized (key order, spacing, an empty body is {}).
+
+    Never raises: a body that is not JSON, or JSON beyond bounded_json's bounds (nested
+    100,000 deep, say), is digested as the bytes it is.
+    """
     try:
-        canonical = json.dumps(json.loads(body or b"{}"), sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(loads(body or b"{}"), sort_keys=True, separators=(",", ":"))
         material = canonical.encode()
-    except (ValueError, UnicodeDecodeError):
+    except JSONRefused:
         material = body
     return hashlib.sha256(material).hexdigest()
 

@@ -1,5 +1,6 @@
 """Settings read from the environment (django-environ); see README for every variable."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -14,6 +15,29 @@ DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY") if not DEBUG else env.str("SECRET_KEY", default="dev-insecure")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 
+# HTTPS (SPEC section 10). Outside DEBUG every protection is on unless the environment turns
+# it off by name: a plain-HTTP deployment on a private network (and the test suites, the
+# bench) must say SECURE_SSL_REDIRECT=false, SESSION_COOKIE_SECURE=false,
+# CSRF_COOKIE_SECURE=false, SECURE_HSTS_SECONDS=0. `make run` (DEBUG) serves plain http.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+# No page script reads the CSRF cookie: the admin's forms carry the token themselves.
+CSRF_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+# Behind a TLS proxy: the header it sets and the value that means https, e.g.
+# "HTTP_X_FORWARDED_PROTO,https". Only set it when the proxy overwrites that header.
+SECURE_PROXY_SSL_HEADER = env.tuple("SECURE_PROXY_SSL_HEADER", default=None)
+# The admin's login and forms come from these origins ("https://backoffice.example.com").
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# How many reverse proxies append to X-Forwarded-For in front of the app: the client's
+# address for login lockouts and API throttles is the one the outermost of them saw.
+# 0 (no proxy): REMOTE_ADDR, and a client cannot choose its address by sending the header.
+PROXY_COUNT = env.int("PROXY_COUNT", default=0)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -25,6 +49,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
     "providers",
     "providers.test",
     "payments",
@@ -33,13 +59,29 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, Swagger UI's) served by the app itself, DEBUG or not.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login throttling (django-axes): failures are counted per (username, address) pair, so a
+# stranger guessing one account locks out only themselves, never its owner elsewhere.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.client_ip"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -85,12 +127,37 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# `collectstatic` (part of every deploy) gives each file a hashed name WhiteNoise can cache
+# forever; DEBUG (`make run`) serves them from the apps without it.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# Per-process by default; CACHE_URL (e.g. a Redis) shares the API throttles' counters
+# between workers and machines.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+
+def _throttle_rate(name: str, default: str) -> str | None:
+    """A DRF rate string ("1200/minute"); "off" turns the throttle off."""
+    rate = env.str(name, default=default).strip()
+    return None if rate.lower() in ("", "off", "none") else rate
+
+
+# Per-client request throttles (SPEC section 10): the storefront's per address, the admin
+# API's per staff user. Read by payments.api.throttling on every request.
+STORE_API_THROTTLE = _throttle_rate("STORE_API_THROTTLE", "1200/minute")
+ADMIN_API_THROTTLE = _throttle_rate("ADMIN_API_THROTTLE", "1200/minute")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Bounded: no deep nesting, no huge integers, no body over DATA_UPLOAD_MAX_MEMORY_SIZE.
+    "DEFAULT_PARSER_CLASSES": ["payments.api.parsers.BoundedJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["payments.api.throttling.StoreThrottle"],
+    "NUM_PROXIES": PROXY_COUNT,
     "EXCEPTION_HANDLER": "payments.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "payments.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -101,6 +168,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Storefront and admin API: carts, payment sessions, exactly-once checkout.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from this server's static files (drf-spectacular-sidecar): no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Several resources have a `status` or `payment_status`: one enum name per choice set.
     "ENUM_NAME_OVERRIDES": {
@@ -119,15 +190,16 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # One attempt, no SDK retries: a request ends well within the web server's worker timeout.
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10)
 
-# Dotted paths of the provider classes this deployment offers (SPEC section 3); Stripe
-# switches on when its key is set.
+# The providers this deployment offers (SPEC section 3), by id or by dotted path of a
+# provider class (providers.registry resolves them). By default `manual` and each real
+# provider whose credentials are set; `test` only ever when named.
+# One line per real provider: its id and whether its credentials are set.
+_credentials_set = {
+    "stripe": bool(STRIPE_API_KEY),
+}
 PAYMENT_PROVIDERS = env.list(
     "PAYMENT_PROVIDERS",
-    default=[
-        "providers.manual.ManualProvider",
-        "providers.test.provider.TestProvider",
-        *(["providers.stripe.StripeProvider"] if STRIPE_API_KEY else []),
-    ],
+    default=["manual", *(name for name, is_set in _credentials_set.items() if is_set)],
 )
 
 # How long a request may hold an Idempotency-Key before another may take it over.
@@ -140,5 +212,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # The SDK logs every request at INFO; our PaymentEvents already record each call.
-    "loggers": {"stripe": {"level": "WARNING"}},
+    "loggers": {
+        "stripe": {"level": "WARNING"},
+        # django-axes announces itself at INFO in every process; its lockouts are WARNING.
+        "axes": {"level": "WARNING"},
+    },
 }

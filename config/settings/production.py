@@ -1,4 +1,5 @@
-"""Production: PostgreSQL, DEBUG off, a pooled connection per worker."""
+"""Production, the default settings of manage.py and the WSGI application: base.py (whose
+HTTPS protections are on outside DEBUG) plus a pooled PostgreSQL connection per worker."""
 
 from .base import *  # noqa: F403
 from .base import DATABASES, env
@@ -11,5 +12,3 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "min_size": env.int("DB_POOL_MIN", default=2),
         "max_size": env.int("DB_POOL_MAX", default=8),
     }
-SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
-CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)

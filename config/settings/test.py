@@ -7,10 +7,34 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/payments")
 
 from .base import *  # noqa: F403
-from .base import DATABASES, env
+from .base import DATABASES, STORAGES, env
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Two suites on one machine (two checkouts, say) each need their own test database.
 DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="test_payments")}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["*"]
+
+# The test client and the live server speak plain HTTP: the HTTPS protections that are on
+# outside DEBUG are turned off here by name, as a plain-HTTP deployment must do.
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
+
+# The sandbox provider is named, as everywhere it exists.
+PAYMENT_PROVIDERS = ["manual", "test"]
+
+# No collectstatic before the suite: templates get plain static URLs, and WhiteNoise serves
+# the files from the apps themselves (tests/security collects them where it tests that).
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+
+# The fuzz and race tests send thousands of requests from one address; tests/security
+# turns the throttles on where it tests them.
+STORE_API_THROTTLE = None
+ADMIN_API_THROTTLE = None

@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from payments.api.idempotent import admin_request, idempotent_response
+from payments.api.throttling import AdminThrottle
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
@@ -49,6 +50,7 @@ class AdminViewSet(viewsets.GenericViewSet):
     # Token first: an anonymous request is then told 401 with `WWW-Authenticate: Token`.
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsStaff]
+    throttle_classes = [AdminThrottle]
     lookup_value_regex = "[^/]+"
     # Model permissions an action needs beyond staff, e.g. {"refund": ("payments.refund_payment",)}.
     action_permissions: ClassVar[dict[str, tuple[str, ...]]] = {}

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_the_benchmark_flow_turns_every_checkout_into_an_order(live_server):
     # Providers are registered by post_migrate; the store comes from the demo seed, as
     # `make bench` does it.
-    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", force=True, stdout=io.StringIO())
 
     result = run_clients(live_server.url, clients=2, seconds=2)
 

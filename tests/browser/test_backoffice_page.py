@@ -14,6 +14,8 @@ from tests.backoffice import place_order
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+PASSWORD = "browser-test-password"
+
 
 def fill(browser, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
     field = browser.find_element(By.NAME, name)
@@ -24,7 +26,7 @@ def fill(browser, name: str, value: str) -> None:  # type: ignore[no-untyped-def
 def test_an_operator_enables_a_provider_captures_and_refunds_and_sees_the_timeline(
     live_server, browser, screenshot
 ):
-    call_command("seed_demo", verbosity=0)
+    call_command("seed_demo", force=True, password=PASSWORD, verbosity=0)
     europe = Region.objects.get(name="Europe")
     europe.payment_providers.remove("manual")
     shirt = Product.objects.get(sku="SHIRT-LINEN")
@@ -33,7 +35,7 @@ def test_an_operator_enables_a_provider_captures_and_refunds_and_sees_the_timeli
 
     browser.get(live_server.url + "/admin/")
     fill(browser, "username", "operator")
-    fill(browser, "password", "operator-demo-password")
+    fill(browser, "password", PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     wait.until(ec.presence_of_element_located((By.ID, "site-name")))
 

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_customer_completes_a_checkout_on_the_demo_page(live_server, browser, screenshot):
-    call_command("seed_demo", verbosity=0)
+    call_command("seed_demo", force=True, verbosity=0)
     wait = WebDriverWait(browser, 10)
     browser.get(live_server.url + "/")
 

@@ -1,14 +1,15 @@
+import secrets
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from checkout.models import Product, ProductPrice, Region
 from payments.models import PaymentProvider
 
 OPERATOR_USERNAME = "operator"
-OPERATOR_PASSWORD = "operator-demo-password"  # a demo login, printed by `make run`
 
 REGIONS = [("United States", "usd"), ("Europe", "eur")]
 PRODUCTS = [
@@ -21,10 +22,28 @@ DEMO_PROVIDERS = ["manual", "test"]
 
 
 class Command(BaseCommand):
-    help = "Create (or bring back) the demo store: two regions, products and an operator login."
+    help = (
+        "Create (or bring back) the demo store: two regions, products and an operator login "
+        "(a superuser) whose new password is printed. Refuses to run with DEBUG off unless "
+        "--force: a demo superuser does not belong in production."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--force", action="store_true", help="run even though DEBUG is off (bench, tests)"
+        )
+        parser.add_argument(
+            "--password",
+            help="the operator's password (default: a new random one, printed)",
+        )
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG and not options["force"]:
+            raise CommandError(
+                "DEBUG is off: this looks like a production deployment, and seed_demo "
+                "creates a superuser. Run it with --force if you mean it."
+            )
         providers = list(PaymentProvider.objects.filter(id__in=DEMO_PROVIDERS, is_installed=True))
         for name, currency_code in REGIONS:
             region, created = Region.objects.get_or_create(
@@ -40,10 +59,12 @@ class Command(BaseCommand):
                 )
         self.stdout.write(f"{len(PRODUCTS)} products")
         user_model = get_user_model()
-        operator, created = user_model.objects.get_or_create(
+        operator, _ = user_model.objects.get_or_create(
             username=OPERATOR_USERNAME, defaults={"is_staff": True, "is_superuser": True}
         )
-        if created:
-            operator.set_password(OPERATOR_PASSWORD)
-            operator.save()
-        self.stdout.write(f"operator login: {OPERATOR_USERNAME} / {OPERATOR_PASSWORD}")
+        # A new password on every run, so the one printed last is the one that works; never
+        # a fixed one, which anyone who read this repository would know.
+        password = options["password"] or secrets.token_urlsafe(12)
+        operator.set_password(password)
+        operator.save()
+        self.stdout.write(f"operator login: {OPERATOR_USERNAME} / {password}")
