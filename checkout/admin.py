@@ -145,7 +145,7 @@ class BoundedDecimalField(forms.DecimalField):
 
     MAX_LENGTH = 32
 
-    def to_python(self, value: Any) -> Decimal | None:
+    def to_python(self, value: Any) -> Any:
         if isinstance(value, str) and len(value.strip()) > self.MAX_LENGTH:
             raise forms.ValidationError("Enter a shorter number.", code="max_length")
         return super().to_python(value)

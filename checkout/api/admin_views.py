@@ -32,6 +32,7 @@ from payments import errors
 from payments.api.admin_base import ADMIN_ERRORS, IDEMPOTENCY_KEY, POST_ERRORS, AdminViewSet
 from payments.api.admin_serializers import RefundInput
 from payments.api.fields import error_responses, validated
+from payments.audit import staff_action_log
 from payments.services import Actor
 
 READ_ERRORS = error_responses(*ADMIN_ERRORS, 404)
@@ -199,7 +200,8 @@ class OrderViewSet(AdminViewSet):
         actor = Actor.staff(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
-            order_capture(order_id=pk, actor=actor, request_key=request_key)
+            order = order_capture(order_id=pk, actor=actor, request_key=request_key)
+            staff_action_log(user=request.user, obj=order, message="Captured (admin API).")
             return 200, _order(pk)
 
         return self.idempotent(request, work, resource_id=pk)
@@ -216,7 +218,9 @@ class OrderViewSet(AdminViewSet):
         actor = Actor.staff(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
-            order_refund(order_id=pk, actor=actor, request_key=request_key, **data)
+            order = order_refund(order_id=pk, actor=actor, request_key=request_key, **data)
+            message = f"Refunded {data['amount']} ({data['reason']}) (admin API)."
+            staff_action_log(user=request.user, obj=order, message=message)
             return 200, _order(pk)
 
         return self.idempotent(request, work, resource_id=pk)
@@ -232,7 +236,8 @@ class OrderViewSet(AdminViewSet):
         actor = Actor.staff(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
-            order_cancel(order_id=pk, actor=actor, request_key=request_key)
+            order = order_cancel(order_id=pk, actor=actor, request_key=request_key)
+            staff_action_log(user=request.user, obj=order, message="Canceled (admin API).")
             return 200, _order(pk)
 
         return self.idempotent(request, work, resource_id=pk)
@@ -287,7 +292,9 @@ class SwapViewSet(AdminViewSet):
         actor = Actor.staff(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
-            swap_process_payment(swap_id=pk, actor=actor, request_key=request_key)
+            swap = swap_process_payment(swap_id=pk, actor=actor, request_key=request_key)
+            message = "Processed the payment (admin API)."
+            staff_action_log(user=request.user, obj=swap, message=message)
             return 200, _swap(pk)
 
         return self.idempotent(request, work, resource_id=pk)
@@ -302,7 +309,8 @@ class SwapViewSet(AdminViewSet):
         actor = Actor.staff(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
-            swap_cancel(swap_id=pk, actor=actor, request_key=request_key)
+            swap = swap_cancel(swap_id=pk, actor=actor, request_key=request_key)
+            staff_action_log(user=request.user, obj=swap, message="Canceled (admin API).")
             return 200, _swap(pk)
 
         return self.idempotent(request, work, resource_id=pk)

@@ -33,7 +33,7 @@ class PaymentEventSerializer(serializers.ModelSerializer):
 
 
 class RefundSerializer(serializers.ModelSerializer):
-    """A refund as the storefront sees it."""
+    """A refund as the storefront sees it: never the operator's internal note (SPEC 2, 4)."""
 
     class Meta:
         model = Refund
@@ -43,17 +43,16 @@ class RefundSerializer(serializers.ModelSerializer):
             "order_id",
             "amount",
             "reason",
-            "note",
             "status",
             "created_at",
         ]
 
 
 class AdminRefundSerializer(RefundSerializer):
-    """The operator also sees the provider's reference."""
+    """The operator also sees the internal note and the provider's reference."""
 
     class Meta(RefundSerializer.Meta):
-        fields = [*RefundSerializer.Meta.fields, "provider_reference"]
+        fields = [*RefundSerializer.Meta.fields, "note", "provider_reference"]
 
 
 class AdminPaymentSerializer(serializers.ModelSerializer):

@@ -19,6 +19,7 @@ from payments.api.admin_serializers import (
     RefundInput,
 )
 from payments.api.fields import error_responses, validated
+from payments.audit import staff_action_log
 from payments.models import Payment, PaymentEvent, PaymentProvider, Refund
 from payments.services import Actor, payment_cancel, payment_capture, payment_refund
 from providers.registry import ProviderNotConfigured, get_provider
@@ -91,7 +92,11 @@ class PaymentViewSet(AdminViewSet):
         actor = Actor.staff(request.user)
 
         def work(request_key: str) -> tuple[int, object]:
-            payment_capture(payment_id=pk, amount=amount, actor=actor, request_key=request_key)
+            payment = payment_capture(
+                payment_id=pk, amount=amount, actor=actor, request_key=request_key
+            )
+            message = f"Captured {amount if amount is not None else 'all'} (admin API)."
+            staff_action_log(user=request.user, obj=payment, message=message)
             return payment_response(pk)
 
         return self.idempotent(request, work, resource_id=pk)
@@ -109,7 +114,9 @@ class PaymentViewSet(AdminViewSet):
         actor = Actor.staff(request.user)
 
         def work(request_key: str) -> tuple[int, object]:
-            payment_refund(payment_id=pk, actor=actor, request_key=request_key, **data)
+            payment = payment_refund(payment_id=pk, actor=actor, request_key=request_key, **data)
+            message = f"Refunded {data['amount']} ({data['reason']}) (admin API)."
+            staff_action_log(user=request.user, obj=payment, message=message)
             return payment_response(pk)
 
         return self.idempotent(request, work, resource_id=pk)
@@ -125,7 +132,8 @@ class PaymentViewSet(AdminViewSet):
         actor = Actor.staff(request.user)
 
         def work(request_key: str) -> tuple[int, object]:
-            payment_cancel(payment_id=pk, actor=actor, request_key=request_key)
+            payment = payment_cancel(payment_id=pk, actor=actor, request_key=request_key)
+            staff_action_log(user=request.user, obj=payment, message="Canceled (admin API).")
             return payment_response(pk)
 
         return self.idempotent(request, work, resource_id=pk)

@@ -60,6 +60,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DomainError):
         return domain_error_response(exc)
     if isinstance(exc, DataError):
+        if any("\x00" in str(value) for value in context.get("kwargs", {}).values()):
+            # An id in the path with a NUL byte, which PostgreSQL cannot even compare: no
+            # id holds one, so it is an unknown id like any other.
+            return Response(error_body("not_found", "Not found."), status=404)
         # The database refused a value as given (a NUL byte, an over-long id): bad input.
         return Response(
             error_body("invalid_data", "A value in the request is not valid."), status=400

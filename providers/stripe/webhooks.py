@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 
 import stripe
@@ -11,8 +12,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from providers.base import ProviderError, ProviderErrorKind, WebhookEvent
 
-# SPEC section 7: a signature older than 5 minutes is refused (Stripe's own default), so a
-# captured request cannot be replayed later.
+# SPEC section 7: a signature more than 5 minutes old (Stripe's own default) or more than 5
+# minutes ahead is refused, so a captured request cannot be replayed later. The SDK checks
+# only the past.
 TOLERANCE_SECONDS = 300
 
 
@@ -27,17 +29,32 @@ def verify_signed_event(*, headers: Mapping[str, str], body: bytes) -> WebhookEv
     )
     try:
         stripe.WebhookSignature.verify_header(body, signature, secret, TOLERANCE_SECONDS)
+        if _signed_at(signature) > time.time() + TOLERANCE_SECONDS:
+            raise ProviderError(ProviderErrorKind.INVALID, "The signature's time is ahead.")
         payload = json.loads(body)
     except stripe.SignatureVerificationError as error:
         raise ProviderError(
             ProviderErrorKind.INVALID, error.user_message or "Bad signature."
         ) from error
-    except ValueError as error:  # not UTF-8, or not JSON
+    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested too deep
         raise ProviderError(ProviderErrorKind.INVALID, "The body is not UTF-8 JSON.") from error
+    data = payload.get("data") if isinstance(payload, dict) else None
     if not (
         isinstance(payload, dict)
         and isinstance(payload.get("id"), str)
         and isinstance(payload.get("type"), str)
     ):
         raise ProviderError(ProviderErrorKind.INVALID, "The event has no id or type.")
+    # Stripe's event shape: what we read later (data.object) must be there as an object.
+    if not (isinstance(data, dict) and isinstance(data.get("object"), dict)):
+        raise ProviderError(ProviderErrorKind.INVALID, "The event has no data object.")
     return WebhookEvent(event_id=payload["id"], type=payload["type"], payload=payload)
+
+
+def _signed_at(signature: str | None) -> int:
+    """The `t=` of a header verify_header accepted (so it is there and is an integer)."""
+    for item in (signature or "").split(","):
+        name, _, value = item.partition("=")
+        if name == "t":
+            return int(value)
+    raise ProviderError(ProviderErrorKind.INVALID, "The signature has no time.")
