@@ -62,14 +62,19 @@ def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
+def shell(code: str, *, env: dict[str, str]) -> str:
+    """What `manage.py shell -c <code>` prints, with manage.py's default settings."""
+    result = run_manage("shell", "--verbosity", "0", "-c", code, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def setting_values(*names: str, env: dict[str, str]) -> list[str]:
     """The repr of each named setting, as manage.py's default settings read them from `env`."""
     code = "from django.conf import settings; " + "; ".join(
         f"print(repr(settings.{name}))" for name in names
     )
-    result = run_manage("shell", "-c", code, env=env)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()
+    return shell(code, env=env).splitlines()
 
 
 @pytest.fixture(autouse=True)
