@@ -12,9 +12,10 @@ from payments.bounded_json import JSONRefused, loads
 
 
 class BoundedJSONParser(JSONParser):
-    """DRF's JSONParser reads the whole stream, whatever its size, into an unbounded parser;
-    this one reads at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes and refuses what
-    `bounded_json.loads` refuses, as 400 invalid_data."""
+    """DRF's JSONParser hands the body to an unbounded json.loads; this one refuses what
+    `bounded_json.loads` refuses, as 400 invalid_data. DRF reads the body through Django's
+    request.body, which refuses more than DATA_UPLOAD_MAX_MEMORY_SIZE (config.urls answers
+    that 400); the parser keeps that bound itself should a stream ever reach it directly."""
 
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
