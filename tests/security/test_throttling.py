@@ -32,7 +32,7 @@ def login(password: str, *, address: str, forwarded_for: str | None = None):  # 
 
 def test_the_lockout_settings_default_to_five_failures_for_fifteen_minutes():
     assert django_settings.AXES_FAILURE_LIMIT == 5
-    assert django_settings.AXES_COOLOFF_TIME == timedelta(minutes=15)
+    assert timedelta(minutes=15) == django_settings.AXES_COOLOFF_TIME
     assert django_settings.AXES_LOCKOUT_PARAMETERS == [["username", "ip_address"]]
 
 
