@@ -29,9 +29,10 @@ from checkout.models import Order, Product, Region
 from checkout.orders import order_cancel, order_capture, order_refund
 from checkout.swaps import swap_cancel, swap_create, swap_get, swap_process_payment
 from payments import errors
-from payments.api.admin_base import ADMIN_ERRORS, IDEMPOTENCY_KEY, POST_ERRORS, AdminViewSet
+from payments.api.admin_base import ADMIN_ERRORS, POST_ERRORS, AdminViewSet
 from payments.api.admin_serializers import RefundInput
 from payments.api.fields import error_responses, validated
+from payments.api.schema import IDEMPOTENCY_KEY
 from payments.services import Actor
 
 READ_ERRORS = error_responses(*ADMIN_ERRORS, 404)
@@ -156,6 +157,12 @@ class OrderCursorPagination(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 100
 
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        # Every page has all three keys; `next` and `previous` are null at either end.
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["required"] = sorted(paginated["properties"])
+        return paginated
+
 
 class OrderViewSet(AdminViewSet):
     """Orders and their money: capture, refund and cancel need their payment permissions."""
@@ -173,7 +180,11 @@ class OrderViewSet(AdminViewSet):
         parameters=[
             OpenApiParameter("payment_status", str, enum=[c.value for c in Order.PaymentStatus]),
         ],
-        responses={200: AdminOrderSerializer(many=True), **error_responses(*ADMIN_ERRORS, 400)},
+        # 404: a `cursor` that is not one this list made.
+        responses={
+            200: AdminOrderSerializer(many=True),
+            **error_responses(*ADMIN_ERRORS, 400, 404),
+        },
     )
     def list(self, request: Request) -> Response:
         payment_status = request.query_params.get("payment_status") or None

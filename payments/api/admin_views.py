@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from payments import errors
-from payments.api.admin_base import ADMIN_ERRORS, IDEMPOTENCY_KEY, POST_ERRORS, AdminViewSet
+from payments.api.admin_base import ADMIN_ERRORS, POST_ERRORS, AdminViewSet
 from payments.api.admin_serializers import (
     CaptureInput,
     LedgerEntrySerializer,
@@ -19,6 +19,7 @@ from payments.api.admin_serializers import (
     RefundInput,
 )
 from payments.api.fields import error_responses, validated
+from payments.api.schema import IDEMPOTENCY_KEY
 from payments.models import Payment, PaymentEvent, PaymentProvider, Refund
 from payments.services import Actor, payment_cancel, payment_capture, payment_refund
 from providers.registry import ProviderNotConfigured, get_provider
