@@ -217,7 +217,12 @@ class SessionDataInput(InputSerializer):
     """`{"data": {...}}`, declared in get_fields: a `data` attribute hides Serializer.data."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
-        return {"data": serializers.DictField()}
+        return {
+            "data": serializers.DictField(
+                help_text="The provider's own keys (the `test` provider's are in SPEC 3.2): "
+                "a key it does not know, or a value it does not take, is 400 invalid_data."
+            )
+        }
 
 
 def _completion(kind: str, data: serializers.Serializer) -> serializers.Serializer:
