@@ -299,7 +299,7 @@ def world(store, region, eur_region, product) -> Iterator[World]:  # type: ignor
 
 
 @settings(
-    max_examples=30,  # per operation and generation mode; about 35 s in all
+    max_examples=20,  # per operation and generation mode: about 700 cases in all
     deadline=None,
     database=None,
     suppress_health_check=list(HealthCheck),
