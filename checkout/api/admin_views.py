@@ -158,14 +158,10 @@ class OrderCursorPagination(CursorPagination):
     max_page_size = 100
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
-        # Every page has all three keys, `next` and `previous` null at either end (DRF's own
-        # schema has them optional, and null in OpenAPI 3.0's words).
-        link = {"type": ["string", "null"], "format": "uri"}
-        return {
-            "type": "object",
-            "required": ["next", "previous", "results"],
-            "properties": {"next": link, "previous": link, "results": schema},
-        }
+        # Every page has all three keys; `next` and `previous` are null at either end.
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["required"] = sorted(paginated["properties"])
+        return paginated
 
 
 class OrderViewSet(AdminViewSet):

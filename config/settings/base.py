@@ -102,9 +102,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    # 3.1 says "null" as JSON Schema does (`oneOf: [{$ref}, {type: null}]`); 3.0's
-    # `nullable` next to a reference is read differently by validators and generators.
-    "OAS_VERSION": "3.1.0",
+    # OpenAPI 3.0.3, not 3.1, on purpose: in 3.1's JSON Schema 12.0 is an integer, and the
+    # API refuses it where it wants an integer (SPEC section 1).
     # Several resources have a `status` or `payment_status`: one enum name per choice set.
     "ENUM_NAME_OVERRIDES": {
         "SessionStatusEnum": "payments.models.PaymentSession.Status",
