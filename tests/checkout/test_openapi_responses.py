@@ -12,17 +12,21 @@ serializer is checked as soon as it is there.
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import stripe
 from openapi_schema_validator import OAS30Validator
 from rest_framework.test import APIClient
 
 from tests import factories
 from tests.backoffice import admin_client, staff_user
+from tests.providers.stripe_fake import WEBHOOK_SECRET
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +60,11 @@ class Recorder:
         **ids: str,
     ) -> Any:
         path = template.format(**ids)
-        response = getattr(self.client, method)(path, body, format="json", headers=headers or {})
+        # A str is sent as it is (a signed webhook), anything else as JSON.
+        encoding = (
+            {"content_type": "application/json"} if isinstance(body, str) else {"format": "json"}
+        )
+        response = getattr(self.client, method)(path, body, headers=headers or {}, **encoding)
         assert response.status_code == status, (method, path, response.content)
         answer = response.json()
         self.answers.append(Answer(method, template, status, answer))
@@ -68,9 +76,17 @@ def schema(client) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return client.get("/api/schema/?format=json").json()
 
 
+def stripe_event(event_type: str) -> tuple[str, dict[str, str]]:
+    """A body and the Stripe-Signature Stripe would send with it."""
+    body = json.dumps({"id": "evt_walk", "type": event_type, "data": {"object": {}}})
+    now = int(time.time())
+    signature = stripe.WebhookSignature._compute_signature(f"{now}.{body}", WEBHOOK_SECRET)
+    return body, {"Stripe-Signature": f"t={now},v1={signature}"}
+
+
 @pytest.fixture
-def answers(region, product) -> Iterator[list[Answer]]:  # type: ignore[no-untyped-def]
-    """Every answer of a walk through both APIs."""
+def answers(region, product, stripe_server) -> Iterator[list[Answer]]:  # type: ignore[no-untyped-def]
+    """Every answer of a walk through both APIs and a webhook."""
     store = Recorder(APIClient())
     boss = Recorder(admin_client(staff_user(username="boss", superuser=True)))
     shirt = factories.ProductFactory(title="Shirt", prices={region.currency_code: 2000})
@@ -173,7 +189,15 @@ def answers(region, product) -> Iterator[list[Answer]]:  # type: ignore[no-untyp
     boss("get", "/api/admin/products", 200)
     Recorder(APIClient())("get", "/api/admin/products", 401)
 
-    yield store.answers + boss.answers
+    factories.RegionFactory(providers=["stripe"])
+    hooks = Recorder(APIClient())
+    event, signature = stripe_event("customer.created")  # nothing to do for it
+    hooks("post", "/api/hooks/stripe", 200, event, headers=signature)
+    hooks("post", "/api/hooks/stripe", 200, event, headers=signature)  # delivered again
+    hooks("post", "/api/hooks/stripe", 400, event)  # unsigned
+    hooks("post", "/api/hooks/nope", 404, "{}")
+
+    yield store.answers + boss.answers + hooks.answers
 
 
 def _component(ref: str) -> str:
