@@ -32,7 +32,7 @@ from payments import errors
 from payments.api.admin_base import ADMIN_ERRORS, POST_ERRORS, AdminViewSet
 from payments.api.admin_serializers import RefundInput
 from payments.api.fields import error_responses, validated
-from payments.api.schema import IDEMPOTENCY_KEY
+from payments.api.schema import IDEMPOTENT
 from payments.services import Actor
 
 READ_ERRORS = error_responses(*ADMIN_ERRORS, 404)
@@ -71,7 +71,7 @@ class RegionViewSet(AdminViewSet):
 
     @extend_schema(
         request=RegionCreateInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={201: AdminRegionSerializer, **WRITE_ERRORS},
         description="Only installed providers can be enabled (422 provider_not_available).",
     )
@@ -87,7 +87,7 @@ class RegionViewSet(AdminViewSet):
 
     @extend_schema(
         request=RegionUpdateInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: AdminRegionSerializer, **WRITE_ERRORS},
         description="`payment_providers` replaces the enabled set. The currency cannot "
         "change once carts were priced in it (409 invalid_state).",
@@ -103,7 +103,7 @@ class RegionViewSet(AdminViewSet):
 
     @extend_schema(
         request=RegionProviderInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: AdminRegionSerializer, **WRITE_ERRORS},
         description="Enable a provider: 422 provider_not_available when it is unknown or "
         "not installed.",
@@ -134,7 +134,7 @@ class ProductViewSet(AdminViewSet):
 
     @extend_schema(
         request=ProductCreateInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={201: AdminProductSerializer, **WRITE_ERRORS},
     )
     def create(self, request: Request) -> HttpResponse:
@@ -202,7 +202,7 @@ class OrderViewSet(AdminViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: AdminOrderSerializer, **MONEY_ERRORS},
         description="Capture every uncaptured payment in full. Needs payments.capture_payment.",
     )
@@ -217,7 +217,7 @@ class OrderViewSet(AdminViewSet):
 
     @extend_schema(
         request=RefundInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: AdminOrderSerializer, **MONEY_ERRORS},
         description="Refund an amount spread over the captured payments, oldest first. "
         "Needs payments.refund_payment.",
@@ -234,7 +234,7 @@ class OrderViewSet(AdminViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: AdminOrderSerializer, **MONEY_ERRORS},
         description="Cancel the order's authorizations and open swaps; 409 invalid_state "
         "once money was captured. Needs payments.cancel_payment.",
@@ -250,7 +250,7 @@ class OrderViewSet(AdminViewSet):
 
     @extend_schema(
         request=SwapCreateInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={201: SwapSerializer, **WRITE_ERRORS},
         description="Exchange items of the order. When the customer owes the difference, "
         "the swap has a `swap` cart for the storefront to complete. Needs checkout.add_swap.",
@@ -284,7 +284,7 @@ class SwapViewSet(AdminViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: SwapSerializer, **MONEY_ERRORS},
         description="Capture what the customer paid (needs payments.capture_payment), or "
         "refund the difference owed to them on the order (needs payments.refund_payment).",
@@ -305,7 +305,7 @@ class SwapViewSet(AdminViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: SwapSerializer, **MONEY_ERRORS},
         description="Cancel a swap not processed yet; a payment made for it is released.",
     )

@@ -19,7 +19,7 @@ from payments.api.admin_serializers import (
     RefundInput,
 )
 from payments.api.fields import error_responses, validated
-from payments.api.schema import IDEMPOTENCY_KEY
+from payments.api.schema import IDEMPOTENT
 from payments.models import Payment, PaymentEvent, PaymentProvider, Refund
 from payments.services import Actor, payment_cancel, payment_capture, payment_refund
 from providers.registry import ProviderNotConfigured, get_provider
@@ -82,7 +82,7 @@ class PaymentViewSet(AdminViewSet):
 
     @extend_schema(
         request=CaptureInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: PaymentDetailSerializer, **MONEY_ERRORS},
         description="Capture all that is capturable, or `amount`; a partial capture "
         "releases the rest, as Stripe does. Needs payments.capture_payment.",
@@ -99,7 +99,7 @@ class PaymentViewSet(AdminViewSet):
 
     @extend_schema(
         request=RefundInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: PaymentDetailSerializer, **MONEY_ERRORS},
         description="Refund part of what was captured (any number of times). Two refunds "
         "racing never exceed the capture: the loser gets 422 amount_exceeds_refundable. "
@@ -117,7 +117,7 @@ class PaymentViewSet(AdminViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: PaymentDetailSerializer, **MONEY_ERRORS},
         description="Release an authorization that was not captured. "
         "Needs payments.cancel_payment.",

@@ -8,8 +8,9 @@ strict as the API (issue #16):
   body's `fields`);
 - an input serializer refuses unknown fields (`InputSerializer`), so its request body says
   `additionalProperties: false`;
-- an operation that takes an `Idempotency-Key` answers with it (SPEC 5.1, section 6), and
-  says when an answer is a replay; a 503 or a 409 in flight carries `Retry-After`.
+- an operation that takes an `Idempotency-Key` (`parameters=IDEMPOTENT`) documents its
+  limits and answers with it (SPEC 5.1, section 6), saying when an answer is a replay;
+- a 503, or a 409 in flight, carries `Retry-After`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ _SUCCESS_KEY_HEADER = OpenApiParameter(
     description=_ECHO_DESCRIPTION,
     response=["200", "201"],
 )
+# What an operation that honours Idempotency-Key lists in `extend_schema(parameters=...)`:
+# the request header and the headers of its answers.
+IDEMPOTENT = [IDEMPOTENCY_KEY, *_IDEMPOTENCY_RESPONSE_HEADERS, _SUCCESS_KEY_HEADER]
+
 _RETRY_AFTER = {"type": "string", "pattern": r"^[0-9]+$"}
 _RETRY_AFTER_HEADERS = [
     # 409 idempotency_key_in_use and cart_completion_in_progress; not invalid_state.
@@ -106,13 +111,6 @@ _RETRY_AFTER_HEADERS = [
 ]
 
 
-def _takes_idempotency_key(parameters: list[Any]) -> bool:
-    return any(
-        isinstance(p, OpenApiParameter) and p.name == IDEMPOTENCY_KEY_HEADER and not p.response
-        for p in parameters
-    )
-
-
 class AutoSchema(SpectacularAutoSchema):
     def get_operation_id(self) -> str:
         action = getattr(self.view, "action", None)
@@ -123,10 +121,8 @@ class AutoSchema(SpectacularAutoSchema):
         return f"{area}_{view.lower()}_{action}"
 
     def get_override_parameters(self) -> list[Any]:
-        parameters = list(super().get_override_parameters())
-        if _takes_idempotency_key(parameters):
-            parameters += [*_IDEMPOTENCY_RESPONSE_HEADERS, _SUCCESS_KEY_HEADER]
-        return parameters + _RETRY_AFTER_HEADERS
+        # Only the statuses an operation documents get them.
+        return [*super().get_override_parameters(), *_RETRY_AFTER_HEADERS]
 
     def _map_basic_serializer(
         self, serializer: serializers.Serializer, direction: str
