@@ -53,7 +53,8 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     ),
 )
 
-_ECHOED_KEY = {"type": "string", "minLength": 1, "maxLength": 255}
+# No minLength: a key of spaces (`" "` quoted) is a key, which HTTP may trim on the way.
+_ECHOED_KEY = {"type": "string", "maxLength": 255}
 _ECHO_DESCRIPTION = "The request's Idempotency-Key (unquoted), or the one the server made."
 
 # Listed in this order on purpose: for a status both match, the later one wins.
