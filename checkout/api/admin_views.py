@@ -29,9 +29,10 @@ from checkout.models import Order, Product, Region
 from checkout.orders import order_cancel, order_capture, order_refund
 from checkout.swaps import swap_cancel, swap_create, swap_get, swap_process_payment
 from payments import errors
-from payments.api.admin_base import ADMIN_ERRORS, IDEMPOTENCY_KEY, POST_ERRORS, AdminViewSet
+from payments.api.admin_base import ADMIN_ERRORS, POST_ERRORS, AdminViewSet
 from payments.api.admin_serializers import RefundInput
 from payments.api.fields import error_responses, validated
+from payments.api.schema import IDEMPOTENT
 from payments.audit import staff_action_log
 from payments.services import Actor
 
@@ -71,7 +72,7 @@ class RegionViewSet(AdminViewSet):
 
     @extend_schema(
         request=RegionCreateInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={201: AdminRegionSerializer, **WRITE_ERRORS},
         description="Only installed providers can be enabled (422 provider_not_available).",
     )
@@ -87,7 +88,7 @@ class RegionViewSet(AdminViewSet):
 
     @extend_schema(
         request=RegionUpdateInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: AdminRegionSerializer, **WRITE_ERRORS},
         description="`payment_providers` replaces the enabled set. The currency cannot "
         "change once carts were priced in it (409 invalid_state).",
@@ -103,7 +104,7 @@ class RegionViewSet(AdminViewSet):
 
     @extend_schema(
         request=RegionProviderInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: AdminRegionSerializer, **WRITE_ERRORS},
         description="Enable a provider: 422 provider_not_available when it is unknown or "
         "not installed.",
@@ -134,7 +135,7 @@ class ProductViewSet(AdminViewSet):
 
     @extend_schema(
         request=ProductCreateInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={201: AdminProductSerializer, **WRITE_ERRORS},
     )
     def create(self, request: Request) -> HttpResponse:
@@ -157,6 +158,12 @@ class OrderCursorPagination(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 100
 
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        # Every page has all three keys; `next` and `previous` are null at either end.
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["required"] = sorted(paginated["properties"])
+        return paginated
+
 
 class OrderViewSet(AdminViewSet):
     """Orders and their money: capture, refund and cancel need their payment permissions."""
@@ -174,7 +181,11 @@ class OrderViewSet(AdminViewSet):
         parameters=[
             OpenApiParameter("payment_status", str, enum=[c.value for c in Order.PaymentStatus]),
         ],
-        responses={200: AdminOrderSerializer(many=True), **error_responses(*ADMIN_ERRORS, 400)},
+        # 404: a `cursor` that is not one this list made.
+        responses={
+            200: AdminOrderSerializer(many=True),
+            **error_responses(*ADMIN_ERRORS, 400, 404),
+        },
     )
     def list(self, request: Request) -> Response:
         payment_status = request.query_params.get("payment_status") or None
@@ -192,7 +203,7 @@ class OrderViewSet(AdminViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: AdminOrderSerializer, **MONEY_ERRORS},
         description="Capture every uncaptured payment in full. Needs payments.capture_payment.",
     )
@@ -208,7 +219,7 @@ class OrderViewSet(AdminViewSet):
 
     @extend_schema(
         request=RefundInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: AdminOrderSerializer, **MONEY_ERRORS},
         description="Refund an amount spread over the captured payments, oldest first. "
         "Needs payments.refund_payment.",
@@ -227,7 +238,7 @@ class OrderViewSet(AdminViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: AdminOrderSerializer, **MONEY_ERRORS},
         description="Cancel the order's authorizations and open swaps; 409 invalid_state "
         "once money was captured. Needs payments.cancel_payment.",
@@ -244,7 +255,7 @@ class OrderViewSet(AdminViewSet):
 
     @extend_schema(
         request=SwapCreateInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={201: SwapSerializer, **WRITE_ERRORS},
         description="Exchange items of the order. When the customer owes the difference, "
         "the swap has a `swap` cart for the storefront to complete. Needs checkout.add_swap.",
@@ -278,7 +289,7 @@ class SwapViewSet(AdminViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: SwapSerializer, **MONEY_ERRORS},
         description="Capture what the customer paid (needs payments.capture_payment), or "
         "refund the difference owed to them on the order (needs payments.refund_payment).",
@@ -301,7 +312,7 @@ class SwapViewSet(AdminViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: SwapSerializer, **MONEY_ERRORS},
         description="Cancel a swap not processed yet; a payment made for it is released.",
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,6 +32,15 @@ class RawBodyParser(BaseParser):
         return {}
 
 
+WebhookAnswer = inline_serializer(
+    name="WebhookAnswer",
+    fields={
+        "id": serializers.CharField(help_text="The stored event."),
+        "processed": serializers.BooleanField(help_text="False for a repeated delivery."),
+    },
+)
+
+
 class WebhookView(APIView):
     authentication_classes: list[type] = []
     parser_classes = [RawBodyParser]
@@ -37,7 +48,9 @@ class WebhookView(APIView):
     throttle_classes: list[type] = []
 
     @extend_schema(
-        request=None, responses={200: None, **error_responses(400, 404, 409, 500, 502, 503)}
+        # The provider's own event, read as raw bytes for its signature.
+        request={"application/json": OpenApiTypes.OBJECT},
+        responses={200: WebhookAnswer, **error_responses(400, 404, 409, 500, 502, 503)},
     )
     def post(self, request: Request, provider_id: str) -> Response:
         body = request.body

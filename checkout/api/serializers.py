@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import PolymorphicProxySerializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
@@ -63,7 +61,9 @@ class CartSerializer(serializers.ModelSerializer):
     subtotal = serializers.IntegerField(read_only=True)
     total = serializers.IntegerField(read_only=True)
     payment_sessions = PaymentSessionSerializer(many=True, read_only=True)
-    payment_session = serializers.SerializerMethodField()
+    payment_session = PaymentSessionSerializer(
+        source="selected_session", read_only=True, allow_null=True
+    )
     order_id = serializers.SerializerMethodField()
 
     class Meta:
@@ -84,10 +84,6 @@ class CartSerializer(serializers.ModelSerializer):
             "completed_at",
             "order_id",
         ]
-
-    def get_payment_session(self, cart: Cart) -> dict[str, Any] | None:
-        session = cart.selected_session
-        return PaymentSessionSerializer(session).data if session else None
 
     def get_order_id(self, cart: Cart) -> str | None:
         order = getattr(cart, "order", None) if cart.completed_at else None
@@ -155,7 +151,7 @@ class SwapSerializer(serializers.ModelSerializer):
 
 
 class OrderSerializer(serializers.ModelSerializer):
-    items = serializers.SerializerMethodField()
+    items = LineItemSerializer(source="cart.items", many=True, read_only=True)
     payments = PaymentSummarySerializer(many=True, read_only=True)
     refunds = RefundSerializer(many=True, read_only=True)
     swaps = SwapSerializer(many=True, read_only=True)
@@ -184,9 +180,6 @@ class OrderSerializer(serializers.ModelSerializer):
             "created_at",
         ]
 
-    def get_items(self, order: Order) -> list[dict[str, Any]]:
-        return LineItemSerializer(order.cart.items.all(), many=True).data  # type: ignore[return-value]
-
     def get_paid_total(self, order: Order) -> int:
         return sum(p.amount_captured for p in order.payments.all())
 
@@ -199,12 +192,12 @@ class OrderSerializer(serializers.ModelSerializer):
 
 class CartCreateInput(InputSerializer):
     region_id = serializers.CharField(max_length=40)
-    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
 
 
 class CartUpdateInput(InputSerializer):
     region_id = serializers.CharField(max_length=40, required=False)
-    email = serializers.EmailField(required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
 
 
 class LineItemCreateInput(InputSerializer):
@@ -224,16 +217,32 @@ class SessionDataInput(InputSerializer):
     """`{"data": {...}}`, declared in get_fields: a `data` attribute hides Serializer.data."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
-        return {"data": serializers.DictField()}
+        return {
+            "data": serializers.DictField(
+                help_text="The provider's own keys (the `test` provider's are in SPEC 3.2): "
+                "a key it does not know, or a value it does not take, is 400 invalid_data."
+            )
+        }
 
 
-# `{"type": "order" | "swap" | "cart", "data": ...}`, for the schema.
-CompletionSerializer = inline_serializer(
-    name="Completion",
-    fields={
-        "type": serializers.ChoiceField(choices=["order", "swap", "cart"]),
-        "data": serializers.DictField(),
+def _completion(kind: str, data: serializers.Serializer) -> serializers.Serializer:
+    return inline_serializer(
+        name=f"{kind.title()}Completion",
+        fields={"type": serializers.ChoiceField(choices=[kind]), "data": data},
+    )
+
+
+# `{"type": "order" | "swap" | "cart", "data": ...}` (SPEC 5.3): `type` says what `data` is,
+# so a generated client gets one typed class per answer.
+CompletionSerializer = PolymorphicProxySerializer(
+    component_name="Completion",
+    serializers={
+        "order": _completion("order", OrderSerializer()),
+        "swap": _completion("swap", SwapSerializer()),
+        "cart": _completion("cart", CartSerializer()),
     },
+    resource_type_field_name="type",
+    many=False,
 )
 
 

@@ -28,6 +28,7 @@ from checkout.api.serializers import (
 from checkout.completion import Finished, cart_complete
 from checkout.selectors import order_get, region_list
 from payments.api.fields import error_responses, validated
+from payments.api.schema import IDEMPOTENT
 from payments.errors import InvalidData
 from payments.idempotency import IdempotentRequest, fingerprint, new_key, parse_key
 
@@ -152,7 +153,7 @@ class CartCompleteView(viewsets.GenericViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        parameters=IDEMPOTENT,
         responses={200: CompletionSerializer, **error_responses(400, 402, 404, 409, 422, 503)},
     )
     def complete(self, request: Request, pk: str) -> HttpResponse:

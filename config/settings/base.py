@@ -173,6 +173,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # OpenAPI 3.0.3, not 3.1, on purpose: in 3.1's JSON Schema 12.0 is an integer, and the
+    # API refuses it where it wants an integer (SPEC section 1).
     # Several resources have a `status` or `payment_status`: one enum name per choice set.
     "ENUM_NAME_OVERRIDES": {
         "SessionStatusEnum": "payments.models.PaymentSession.Status",

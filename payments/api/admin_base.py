@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.http import HttpRequest, HttpResponse
-from drf_spectacular.utils import OpenApiParameter
 from rest_framework import viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import BasePermission
@@ -20,18 +19,6 @@ from rest_framework.views import APIView
 
 from payments.api.idempotent import admin_request, idempotent_response
 from payments.api.throttling import AdminThrottle
-
-IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    OpenApiParameter.HEADER,
-    description=(
-        "1..255 printable ASCII. The first answer is stored and replayed for the same key "
-        "and body (with Idempotent-Replayed: true); another body is 422, a request in "
-        "flight 409. A 503 is not stored: retry with the same key."
-    ),
-)
-
 
 # Every admin endpoint can answer these.
 ADMIN_ERRORS = (401, 403)

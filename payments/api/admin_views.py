@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from payments import errors
-from payments.api.admin_base import ADMIN_ERRORS, IDEMPOTENCY_KEY, POST_ERRORS, AdminViewSet
+from payments.api.admin_base import ADMIN_ERRORS, POST_ERRORS, AdminViewSet
 from payments.api.admin_serializers import (
     CaptureInput,
     LedgerEntrySerializer,
@@ -19,6 +19,7 @@ from payments.api.admin_serializers import (
     RefundInput,
 )
 from payments.api.fields import error_responses, validated
+from payments.api.schema import IDEMPOTENT
 from payments.audit import staff_action_log
 from payments.models import Payment, PaymentEvent, PaymentProvider, Refund
 from payments.services import Actor, payment_cancel, payment_capture, payment_refund
@@ -82,7 +83,7 @@ class PaymentViewSet(AdminViewSet):
 
     @extend_schema(
         request=CaptureInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: PaymentDetailSerializer, **MONEY_ERRORS},
         description="Capture all that is capturable, or `amount`; a partial capture "
         "releases the rest, as Stripe does. Needs payments.capture_payment.",
@@ -103,7 +104,7 @@ class PaymentViewSet(AdminViewSet):
 
     @extend_schema(
         request=RefundInput,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: PaymentDetailSerializer, **MONEY_ERRORS},
         description="Refund part of what was captured (any number of times). Two refunds "
         "racing never exceed the capture: the loser gets 422 amount_exceeds_refundable. "
@@ -123,7 +124,7 @@ class PaymentViewSet(AdminViewSet):
 
     @extend_schema(
         request=None,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=IDEMPOTENT,
         responses={200: PaymentDetailSerializer, **MONEY_ERRORS},
         description="Release an authorization that was not captured. "
         "Needs payments.cancel_payment.",
