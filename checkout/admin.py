@@ -418,7 +418,7 @@ class OrderAdmin(admin.ModelAdmin):
             path=request.path,
             fingerprint=fingerprint(json.dumps(content, sort_keys=True).encode()),
         )
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
             if action == "capture":
@@ -473,7 +473,7 @@ class OrderAdmin(admin.ModelAdmin):
                 "request_key": uuid.uuid4().hex,
             }
             return TemplateResponse(request, "admin/checkout/order/capture_orders.html", context)
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
         # Made when the confirmation page was shown: sending it twice captures once.
         request_key = request.POST.get("request_key", "")[:64]
         results = []

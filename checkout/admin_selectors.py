@@ -17,12 +17,20 @@ def orders_admin_queryset() -> QuerySet[Order]:
     by_age = ("created_at", "id")
     return Order.objects.select_related("cart").prefetch_related(
         "cart__items",
-        Prefetch("payments", queryset=Payment.objects.order_by(*by_age)),
+        Prefetch(
+            "payments",
+            queryset=Payment.objects.order_by(*by_age).prefetch_related("refunds", "operations"),
+        ),
         Prefetch("refunds", queryset=Refund.objects.order_by(*by_age)),
         Prefetch(
             "swaps",
             queryset=Swap.objects.order_by(*by_age).prefetch_related(
-                Prefetch("payments", queryset=Payment.objects.order_by(*by_age))
+                Prefetch(
+                    "payments",
+                    queryset=Payment.objects.order_by(*by_age).prefetch_related(
+                        "refunds", "operations"
+                    ),
+                )
             ),
         ),
     )

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from checkout.models import Cart, Product, ProductPrice, Region
 from payments import errors
 from payments.models import PaymentProvider
+from providers.registry import ProviderNotConfigured, get_provider
 
 _UNSET: Any = object()
 
@@ -21,25 +22,45 @@ def region_get_admin(region_id: str) -> Region:
         raise errors.NotFound("No region with this id.") from None
 
 
-def _installed_providers(provider_ids: Iterable[str]) -> list[PaymentProvider]:
-    """Only installed providers can be enabled (SPEC section 2): 422 for any other id."""
+def _installed_providers(
+    provider_ids: Iterable[str], *, currency_code: str, countries: Sequence[str]
+) -> list[PaymentProvider]:
+    """Only installed providers that support the region's currency, and its purchase
+    country where they need one, can be enabled (SPEC section 2): 422 for any other."""
     wanted = set(provider_ids)
     found = list(PaymentProvider.objects.filter(pk__in=wanted, is_installed=True))
-    missing = sorted(wanted - {p.pk for p in found})
-    if missing:
+    problems = {p: f"{p} is unknown or not installed." for p in wanted - {p.pk for p in found}}
+    for provider in found:
+        try:
+            reason = get_provider(provider.pk).unavailable_reason(
+                currency_code=currency_code, countries=tuple(countries)
+            )
+        except ProviderNotConfigured:
+            reason = f"{provider.pk} is not installed."
+        if reason:
+            problems[provider.pk] = reason
+    if problems:
         raise errors.ProviderNotAvailable(
-            f"Unknown or not installed provider(s): {', '.join(missing)}.",
-            fields={"payment_providers": [f"{p} is unknown or not installed." for p in missing]},
+            " ".join(problems[p] for p in sorted(problems)),
+            fields={"payment_providers": [problems[p] for p in sorted(problems)]},
         )
     return found
 
 
 def region_create(
-    *, name: str, currency_code: str, payment_providers: Sequence[str] = ()
+    *,
+    name: str,
+    currency_code: str,
+    countries: Sequence[str] = (),
+    payment_providers: Sequence[str] = (),
 ) -> Region:
-    providers = _installed_providers(payment_providers)
+    providers = _installed_providers(
+        payment_providers, currency_code=currency_code, countries=countries
+    )
     with transaction.atomic():
-        region = Region.objects.create(name=name, currency_code=currency_code)
+        region = Region.objects.create(
+            name=name, currency_code=currency_code, countries=list(countries)
+        )
         region.payment_providers.set(providers)
     return region
 
@@ -49,15 +70,28 @@ def region_update(
     region_id: str,
     name: str = _UNSET,
     currency_code: str = _UNSET,
+    countries: Sequence[str] = _UNSET,
     payment_providers: Sequence[str] = _UNSET,
 ) -> Region:
     """Change a region. Its currency cannot change once carts were priced in it (409);
-    `payment_providers` replaces the enabled set (installed providers only, 422)."""
-    providers = None if payment_providers is _UNSET else _installed_providers(payment_providers)
+    `payment_providers` replaces the enabled set (installed providers that can sell in the
+    region only, 422), and the enabled set must still fit a new currency or countries."""
     with transaction.atomic():
         region = Region.objects.select_for_update().filter(pk=region_id).first()
         if region is None:
             raise errors.NotFound("No region with this id.")
+        if countries is not _UNSET:
+            region.countries = list(countries)
+        enabled = (
+            [p.pk for p in region.payment_providers.all()]
+            if payment_providers is _UNSET
+            else payment_providers
+        )
+        providers = _installed_providers(
+            enabled,
+            currency_code=region.currency_code if currency_code is _UNSET else currency_code,
+            countries=region.countries,
+        )
         if currency_code is not _UNSET and currency_code != region.currency_code:
             if Cart.objects.filter(region=region).exists():
                 raise errors.InvalidState(
@@ -67,14 +101,18 @@ def region_update(
         if name is not _UNSET:
             region.name = name
         region.save()
-        if providers is not None:
+        if payment_providers is not _UNSET:
             region.payment_providers.set(providers)
     return region
 
 
 def region_provider_add(*, region_id: str, provider_id: str) -> Region:
     region = region_get_admin(region_id)
-    region.payment_providers.add(*_installed_providers([provider_id]))
+    region.payment_providers.add(
+        *_installed_providers(
+            [provider_id], currency_code=region.currency_code, countries=region.countries
+        )
+    )
     return region
 
 

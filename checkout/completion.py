@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from checkout.models import Cart, Order, Swap
 from checkout.orders import order_payment_status
-from checkout.services import cart_get, cart_lock
+from checkout.services import cart_changing, cart_get, cart_lock, cart_purchase
 from checkout.swaps import swap_attach_payment, swap_of_cart
 from payments import errors
 from payments.idempotency import (
@@ -34,32 +34,32 @@ from payments.idempotency import (
     Lease,
     RecoveryPoint,
     Replay,
+    fingerprint,
     idempotency_key_advance,
     idempotency_key_begin,
     idempotency_key_finish,
     idempotency_key_release,
     idempotency_resource_busy,
 )
-from payments.models import IdempotencyKey, Payment, PaymentEvent, PaymentSession
-from payments.services import (
-    STOREFRONT,
-    SYSTEM,
-    Actor,
-    payment_cancel,
+from payments.models import OperationType, Payment, PaymentOperation, PaymentSession
+from payments.services import STOREFRONT, SYSTEM, Actor, payment_cancel, payment_lock
+from payments.services.operations import lease_free, operation_settle
+from payments.services.sessions import (
     payment_create_from_authorization,
-    payment_lock,
     payment_session_authorize,
-    payment_session_cancel,
-    payment_session_delete,
+    payment_session_release,
     payment_session_update_amount,
 )
-from providers.base import ProviderError, SessionStatus
+from providers.base import ProviderError, ProviderErrorKind, SessionStatus
 
 logger = logging.getLogger(__name__)
 
 # Sent after each recovery point commits, with `point` and `cart_id`: lets tests stop a
 # request exactly between two steps, as a crashing worker would.
 recovery_point_committed = Signal()
+# Sent after a completion commits, with `cart_id`: the worker app queues the release of
+# the unselected sessions (a lost message is found by the worker's sweep).
+unselected_sessions_release_requested = Signal()
 
 # Renders a completed cart's final answer (its order, or its swap), stored with the key.
 CompletionRenderer = Callable[[Cart], bytes]
@@ -87,8 +87,10 @@ def cart_complete(
     request: IdempotentRequest,
     render: CompletionRenderer,
     actor: Actor = STOREFRONT,
+    resume_only: bool = False,
 ) -> Finished | NeedsCustomer:
-    """Turn the cart into an order exactly once, whatever the network does.
+    """Turn the cart into an order exactly once, whatever the network does. With
+    `resume_only` (the worker), an authorization is asked only if one was asked before.
 
     Raises IdempotencyKeyMismatch (422), IdempotencyKeyInUse or CartCompletionInProgress
     (409), InvalidData (400: nothing to pay for), PaymentAuthorizationFailed (402) and
@@ -105,6 +107,12 @@ def cart_complete(
         ):
             # Rolls back our own lease with it: the other key's request goes on alone.
             raise errors.CartCompletionInProgress("Another request is completing this cart.")
+        if cart.completed_at is None and cart_changing(cart.id):
+            # A change's provider calls are in flight (a session being released, say):
+            # completing now could authorize what the change is about to undo.
+            busy = errors.InvalidState("The cart is being changed; retry shortly.")
+            busy.retry_after = 1
+            raise busy
         if cart.idempotency_key != request.key:
             Cart.objects.filter(pk=cart.pk).update(idempotency_key=request.key)
     if cart.completed_at is not None:
@@ -112,7 +120,12 @@ def cart_complete(
         return _finish(cart_id, taken, render)
     try:
         return _complete_leased(
-            cart_id, taken, render, actor, authorized=cart.payment_authorized_at is not None
+            cart_id,
+            taken,
+            render,
+            actor,
+            authorized=cart.payment_authorized_at is not None,
+            resume_only=resume_only,
         )
     except BaseException:
         idempotency_key_release(taken)
@@ -120,14 +133,20 @@ def cart_complete(
 
 
 def _complete_leased(
-    cart_id: str, lease: Lease, render: CompletionRenderer, actor: Actor, *, authorized: bool
+    cart_id: str,
+    lease: Lease,
+    render: CompletionRenderer,
+    actor: Actor,
+    *,
+    authorized: bool,
+    resume_only: bool,
 ) -> Finished | NeedsCustomer:
     # The cart's payment_authorized_at is set in the transaction that creates its payment.
     payment = None
     if authorized:
         payment = Payment.objects.filter(cart_id=cart_id, canceled_at__isnull=True).first()
     if payment is None:
-        outcome = _authorize(cart_id, lease, actor)
+        outcome = _authorize(cart_id, lease, actor, resume_only=resume_only)
         if isinstance(outcome, NeedsCustomer):
             idempotency_key_release(lease)
             return outcome
@@ -145,7 +164,9 @@ def _complete_leased(
         ) from None
 
 
-def _authorize(cart_id: str, lease: Lease, actor: Actor) -> Payment | NeedsCustomer:
+def _authorize(
+    cart_id: str, lease: Lease, actor: Actor, *, resume_only: bool
+) -> Payment | NeedsCustomer:
     cart = cart_get(cart_id)
     session = cart.selected_session
     if not cart.items.all():
@@ -157,13 +178,16 @@ def _authorize(cart_id: str, lease: Lease, actor: Actor) -> Payment | NeedsCusto
     swap = swap_of_cart(cart_id) if cart.type == Cart.Type.SWAP else None
     if swap is not None and swap.status == Swap.Status.CANCELED:
         raise errors.InvalidState("This swap was canceled; its cart cannot be paid.")
+    purchase = cart_purchase(cart)
     if session.amount != cart.total:
         # SPEC 5.5: a session authorized for another amount is re-authorized first.
         session = payment_session_update_amount(
-            session=session, amount=cart.total, email=cart.email, actor=actor
+            session=session, amount=cart.total, purchase=purchase, actor=actor
         )
     try:
-        authorization = payment_session_authorize(session=session, email=cart.email, actor=actor)
+        operation, authorization = payment_session_authorize(
+            session=session, purchase=purchase, actor=actor, resume_only=resume_only
+        )
     except ProviderError as error:
         if error.outcome_unknown:
             raise errors.ProviderUnavailable(
@@ -174,16 +198,15 @@ def _authorize(cart_id: str, lease: Lease, actor: Actor) -> Payment | NeedsCusto
         return NeedsCustomer(cart_get(cart_id))
     if authorization.status is not SessionStatus.AUTHORIZED:
         raise errors.PaymentAuthorizationFailed(f"The payment is {authorization.status.value}.")
-    if authorization.amount != cart.total:
-        payment_session_delete(session=session, actor=actor)
-        raise errors.PaymentAuthorizationFailed(
-            "The provider authorized another amount than the total."
-        )
     with transaction.atomic():
         # This UPDATE is the cart's lock, taken first as everywhere.
         Cart.objects.filter(pk=cart_id).update(payment_authorized_at=timezone.now())
         idempotency_key_advance(lease, RecoveryPoint.PAYMENT_AUTHORIZED)
-        payment = payment_create_from_authorization(session=session, authorization=authorization)
+        # Stored even when the amount or the revision moved meanwhile: finishing then sees
+        # the mismatch and cancels it, so no authorization is left untracked.
+        payment = payment_create_from_authorization(
+            session=session, operation=operation, authorization=authorization, actor=actor
+        )
     recovery_point_committed.send(
         sender=cart_complete, point=RecoveryPoint.PAYMENT_AUTHORIZED, cart_id=cart_id
     )
@@ -206,7 +229,10 @@ def _finish(
                 raise _CartChanged
             # Re-read under its lock: an operator may have canceled or captured it since.
             payment = payment_lock(payment.pk)
-            if payment.canceled_at is not None:
+            revision = PaymentSession.objects.filter(pk=payment.session_id).values_list(
+                "revision", flat=True
+            )
+            if payment.canceled_at is not None or _authorized_revision(payment) not in revision:
                 raise _CartChanged
             if cart.type == Cart.Type.SWAP:
                 # A swap's cart pays the swap: no order of its own.
@@ -216,11 +242,27 @@ def _finish(
                 _order_create(cart, payment, total)
         body = render(cart)
         idempotency_key_finish(lease, status=200, body=body)
+        # The worker releases the sessions the customer did not pay with: no provider call
+        # is left in the customer's request beyond the authorization.
+        transaction.on_commit(
+            lambda: unselected_sessions_release_requested.send(
+                sender=cart_complete, cart_id=cart_id
+            )
+        )
     recovery_point_committed.send(
         sender=cart_complete, point=RecoveryPoint.FINISHED, cart_id=cart_id
     )
-    _release_unselected_sessions(cart_id)
     return Finished(200, body)
+
+
+def _authorized_revision(payment: Payment) -> int | None:
+    """The session revision the payment's authorization was asked for."""
+    params = (
+        PaymentOperation.objects.filter(payment=payment, type=OperationType.AUTHORIZE)
+        .values_list("params", flat=True)
+        .first()
+    )
+    return params.get("revision") if params else None
 
 
 def _cart_completed(cart: Cart) -> None:
@@ -243,17 +285,18 @@ def _order_create(cart: Cart, payment: Payment, total: int) -> Order:
     return order
 
 
-def _release_unselected_sessions(cart_id: str) -> None:
-    """Sessions the customer did not pay with are released at their providers."""
-    for session in PaymentSession.objects.filter(cart_id=cart_id, is_selected=False).exclude(
-        status=SessionStatus.CANCELED
-    ):
-        try:
-            payment_session_cancel(session=session, actor=STOREFRONT)
-        except (ProviderError, errors.DomainError):
-            logger.warning(
-                "Could not release session %s after completion", session.id, exc_info=True
-            )
+def cart_release_unselected_sessions(*, cart_id: str, actor: Actor = SYSTEM) -> int:
+    """Release, at their providers, the sessions a completed cart did not pay with (no
+    orphaned intents). Safe to run twice: a release is one operation per session revision.
+    Returns how many were released."""
+    sessions = PaymentSession.objects.filter(
+        cart_id=cart_id, is_selected=False, cart__completed_at__isnull=False
+    ).exclude(status=SessionStatus.CANCELED)
+    released = 0
+    for session in sessions:
+        payment_session_release(session=session, actor=actor)
+        released += 1
+    return released
 
 
 @dataclass(frozen=True)
@@ -264,50 +307,72 @@ class StalledOutcome:
 
 
 def checkout_complete_stalled(
-    *, older_than: timedelta, render: CompletionRenderer
+    *, older_than: timedelta, render: CompletionRenderer, limit: int = 100
 ) -> list[StalledOutcome]:
     """Finish checkouts whose client vanished (SPEC 5.6), or cancel their authorization.
 
-    A key that never finished is resumed, with its own binding, when its cart holds a live
-    Payment or its last authorization's answer was lost; a cart that can no longer be
-    completed has its authorization canceled by cart_complete. Nothing authorized is left
-    without an order or a cancel.
+    Two bounded scans on indexed columns find them: authorizations whose outcome nobody
+    knows (their operation `requested` by a dead process, or `unknown`), and live payments
+    of carts that never completed. The worker only ever resumes what the customer started:
+    an authorization asked for a session revision the cart has since left is superseded
+    (the provider released it with the amount change), never asked anew. Each cart is
+    completed through cart_complete, under the key its client used when there is one; a
+    cart that can no longer be completed has its authorization canceled there.
     """
-    created_before = timezone.now() - older_than
-    keys = IdempotencyKey.objects.filter(
-        finished_at__isnull=True, resource_id__startswith="cart_", created_at__lt=created_before
-    ).order_by("created_at")
-    outcomes = []
-    for key in keys:
-        cart = Cart.objects.filter(pk=key.resource_id, completed_at__isnull=True).first()
-        if cart is None or not _authorization_pending(cart.id):
-            continue
-        request = IdempotentRequest(
-            scope=key.scope,
-            key=key.key,
-            method=key.request_method,
-            path=key.request_path,
-            fingerprint=key.request_fingerprint,
+    cutoff = timezone.now() - older_than
+    unknown = (
+        PaymentOperation.objects.filter(
+            type=OperationType.AUTHORIZE,
+            status__in=PaymentOperation.UNRESOLVED,
+            created_at__lt=cutoff,
         )
+        .filter(lease_free())
+        .order_by("created_at")[:limit]
+    )
+    cart_ids = []
+    for operation in unknown:
+        session = PaymentSession.objects.filter(pk=operation.session_id).first()
+        if session is None or operation.params.get("revision") != session.revision:
+            superseded = ProviderError(
+                ProviderErrorKind.OTHER, "Superseded: the cart changed after this was asked."
+            )
+            operation_settle(operation.id, superseded, actor=SYSTEM)
+        else:
+            cart_ids.append(operation.cart_id)
+    cart_ids += (
+        Payment.objects.filter(
+            canceled_at__isnull=True,
+            order__isnull=True,
+            swap__isnull=True,
+            created_at__lt=cutoff,
+            cart__completed_at__isnull=True,
+        )
+        .order_by("created_at")
+        .values_list("cart_id", flat=True)[:limit]
+    )
+    carts = Cart.objects.filter(pk__in=set(cart_ids), completed_at__isnull=True)
+    return [checkout_finish(cart=cart, render=render) for cart in carts.order_by("created_at")]
+
+
+def checkout_finish(*, cart: Cart, render: CompletionRenderer) -> StalledOutcome:
+    """Complete one vanished client's cart, resuming what it started, under the key the
+    client used (or the system's own, when the client bound its key to another body)."""
+    path = f"/api/store/carts/{cart.id}/complete"
+    requests = [
+        IdempotentRequest("store", cart.idempotency_key, "POST", path, fingerprint(b"")),
+        IdempotentRequest("system", f"complete:{cart.id}", "POST", path, fingerprint(b"")),
+    ]
+    for request in requests if cart.idempotency_key else requests[1:]:
         try:
-            outcome = cart_complete(cart_id=cart.id, request=request, render=render, actor=SYSTEM)
+            outcome = cart_complete(
+                cart_id=cart.id, request=request, render=render, actor=SYSTEM, resume_only=True
+            )
             result = "completed" if isinstance(outcome, Finished) else "requires_more"
+        except errors.IdempotencyKeyMismatch:
+            continue
         except errors.InvalidState:
             result = "canceled"
         except errors.DomainError as error:
             result = f"left: {error.code}"
-        outcomes.append(StalledOutcome(cart_id=cart.id, key=key.key, result=result))
-    return outcomes
-
-
-def _authorization_pending(cart_id: str) -> bool:
-    """A live Payment, or an authorization whose answer was lost (it may have succeeded)."""
-    if Payment.objects.filter(cart_id=cart_id, canceled_at__isnull=True).exists():
-        return True
-    last = (
-        PaymentEvent.objects.filter(cart_id=cart_id, type=PaymentEvent.Type.AUTHORIZE)
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    # A success counts too: the worker may have died before its Payment was stored.
-    return last is not None and (last.success or last.error.startswith("unavailable"))
+        return StalledOutcome(cart_id=cart.id, key=request.key, result=result)
+    return StalledOutcome(cart_id=cart.id, key="", result="left: idempotency_key_mismatch")

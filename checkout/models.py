@@ -13,6 +13,9 @@ class Region(models.Model):
     id = PrefixedIdField("reg")
     name = models.CharField(max_length=100)
     currency_code = CurrencyField()
+    # ISO 3166-1 alpha-2, lowercase; the first is the purchase country where a provider
+    # needs one (Klarna). A JSON list, so SQLite (make run) holds it as PostgreSQL does.
+    countries = models.JSONField(default=list, blank=True)
     payment_providers = models.ManyToManyField(PaymentProvider, related_name="regions", blank=True)
 
     class Meta:
@@ -86,6 +89,21 @@ class Cart(models.Model):
     @property
     def selected_session(self) -> PaymentSession | None:
         return next((s for s in self.payment_sessions.all() if s.is_selected), None)
+
+
+class CartChange(models.Model):
+    """A storefront change to a cart whose provider calls are still in flight.
+
+    A completion does not start while one lives, and a change does not start while a
+    completion holds the cart's key, so the two never interleave: one wins, the other gets
+    its 409. `expires_at` (the database's clock) frees a cart whose changer died.
+    """
+
+    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="changes")
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"change of {self.cart_id}"
 
 
 class LineItem(models.Model):

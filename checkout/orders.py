@@ -16,9 +16,8 @@ from django.utils import timezone
 
 from checkout.models import Order, Swap
 from payments import errors
-from payments.models import Payment
+from payments.models import OperationType, Payment, PaymentOperation
 from payments.services import (
-    CAPTURE,
     Actor,
     payment_cancel,
     payment_capture,
@@ -27,6 +26,7 @@ from payments.services import (
     refunds_execute,
     refunds_reserve,
 )
+from payments.services.operations import payment_settle_unresolved
 
 Status = Order.Status
 PaymentStatus = Order.PaymentStatus
@@ -142,8 +142,11 @@ def order_refund(
     released (502); a lost answer leaves the rest pending for a retry under the same
     `request_key` (503).
     """
+    ids = list(Payment.objects.filter(order_id=order_id).values_list("pk", flat=True))
+    for payment_id in ids:
+        # An earlier refund whose answer was lost is settled first, under its own key.
+        payment_settle_unresolved(payment_id=payment_id, actor=actor)
     with transaction.atomic():
-        ids = Payment.objects.filter(order_id=order_id).values_list("pk", flat=True)
         payments = payments_lock(ids)
         order_lock(order_id)  # after the payments, as the lock order wants
         refunds = refunds_reserve(
@@ -152,6 +155,7 @@ def order_refund(
             reason=reason,
             note=note,
             request_key=request_key,
+            actor=actor,
         )
     refunds_execute(refunds, actor=actor)
     return order_get(order_id)
@@ -169,7 +173,10 @@ def order_cancel(*, order_id: str, actor: Actor, request_key: str = "") -> Order
         return order
     with transaction.atomic():
         payments = payments_lock(Payment.objects.filter(order=order).values_list("pk", flat=True))
-        if any(p.amount_captured or p.pending_operation == CAPTURE for p in payments):
+        capturing = PaymentOperation.objects.filter(
+            payment__in=payments, type=OperationType.CAPTURE, status__in=PaymentOperation.OPEN
+        )
+        if any(p.amount_captured for p in payments) or capturing.exists():
             raise errors.InvalidState("Money was captured on this order; refund it instead.")
     for payment in payments:
         if payment.canceled_at is None:

@@ -17,7 +17,7 @@ def region_list() -> QuerySet[Region]:
 
 def order_queryset() -> QuerySet[Order]:
     return Order.objects.select_related("cart").prefetch_related(
-        "cart__items", "payments", "refunds", "swaps__payments"
+        "cart__items", "payments__refunds", "refunds", "swaps__payments"
     )
 
 

@@ -1,8 +1,10 @@
-"""Processing a stored webhook: once per event id, through the same machinery as checkout.
+"""Processing a stored webhook, in the worker: once per event id, through the same
+machinery as checkout.
 
-The event id is an Idempotency-Key (scope `webhook:<provider>`): a duplicate delivery
-replays "processed", a concurrent one is refused with 409 (the provider retries), and a
-failure frees the key so a redelivery or an operator's reprocess runs it again.
+The event id is an Idempotency-Key (scope `webhook:<provider>`): a second processing
+replays "processed", a concurrent one is refused with 409 (the worker tries later), and a
+failure frees the key and marks the event failed with its next attempt (exponential
+backoff), so the worker or an operator's reprocess runs it again.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def webhook_process(*, record: WebhookEvent, render: CompletionRenderer) -> bool
 
 
 def _apply(provider_id: str, state: RemotePaymentState, render: CompletionRenderer) -> None:
-    if state.status is SessionStatus.AUTHORIZED:
+    if state.status is SessionStatus.AUTHORIZED or state.customer_approved:
         _complete_abandoned_cart(state, render)
     elif state.status is SessionStatus.ERROR:
         PaymentSession.objects.filter(

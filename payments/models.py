@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from payments.fields import CurrencyField, MoneyField, PrefixedIdField
+from payments.purchase import Purchase
 from providers.base import PaymentInput, RefundReason, SessionInput, SessionStatus
 
 
@@ -47,6 +48,8 @@ class PaymentSession(models.Model):
     amount = MoneyField()
     currency_code = CurrencyField()
     data = models.JSONField(default=dict, blank=True)
+    # What the customer must do before authorizing (a redirect, Stripe.js, Klarna's widget).
+    next_action = models.JSONField(null=True, blank=True)
     payment_authorized_at = models.DateTimeField(null=True, blank=True)
     # Bumped on every amount change: each amount is a new authorization at the provider.
     revision = models.PositiveIntegerField(default=0)
@@ -72,23 +75,23 @@ class PaymentSession(models.Model):
     def __str__(self) -> str:
         return f"{self.provider_id} session {self.id}"
 
-    def as_input(self, *, email: str = "") -> SessionInput:
+    def as_input(self, purchase: Purchase | None = None) -> SessionInput:
+        """The session for its provider; `purchase` adds what the customer is buying."""
+        data = dict(self.data)
         return SessionInput(
             session_id=self.id,
             cart_id=self.cart_id,
             amount=self.amount,
             currency_code=self.currency_code,
-            email=email,
-            data=dict(self.data),
+            data=data,
+            return_url=str(data.get("return_url", "")),
+            cancel_url=str(data.get("cancel_url", "")),
+            **(purchase.session_fields() if purchase else {}),
         )
 
 
 class Payment(models.Model):
     """An authorization turned into money that can be captured, refunded or canceled."""
-
-    class PendingOperation(models.TextChoices):
-        CAPTURE = "capture"
-        CANCEL = "cancel"
 
     id = PrefixedIdField("pay")
     cart = models.ForeignKey("checkout.Cart", on_delete=models.PROTECT, related_name="payments")
@@ -111,19 +114,8 @@ class Payment(models.Model):
     data = models.JSONField(default=dict, blank=True)
     captured_at = models.DateTimeField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
-    # A capture or cancel asked of the provider and not settled yet: reserved under the
-    # payment's lock before the call, so racing operations see it, and kept when the answer
-    # is lost, so the next attempt asks again with the same `operation_key`.
-    pending_operation = models.CharField(
-        max_length=10, choices=PendingOperation.choices, blank=True
-    )
-    pending_amount = MoneyField(null=True, blank=True)
-    pending_since = models.DateTimeField(null=True, blank=True, db_index=True)
-    operation_key = models.CharField(
-        max_length=255,
-        blank=True,
-        help_text="Provider idempotency key of the pending, or last settled, capture or cancel.",
-    )
+    # When the provider lets the authorization lapse (None: it holds until released).
+    authorization_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -145,26 +137,38 @@ class Payment(models.Model):
                 condition=Q(canceled_at__isnull=True),
                 name="payment_one_live_per_cart",
             ),
-            models.CheckConstraint(
-                condition=(Q(pending_operation="") & Q(pending_since__isnull=True))
-                | (~Q(pending_operation="") & Q(pending_since__isnull=False)),
-                name="payment_pending_has_start",
-            ),
         ]
 
     def __str__(self) -> str:
         return self.id
 
+    # What may still move depends on the operations in flight; callers that decide read
+    # these under the payment's lock. They iterate `operations` and `refunds`, so a list
+    # prefetches both and pays no query per payment.
+
+    def open_operations(self) -> list[PaymentOperation]:
+        """Capture, refund and cancel operations whose outcome is not final yet."""
+        return [op for op in self.operations.all() if op.is_money_movement and op.is_open]
+
     @property
     def capturable_amount(self) -> int:
-        if self.canceled_at or self.captured_at or self.pending_operation:
+        if self.canceled_at or self.captured_at:
+            return 0
+        if any(
+            op.type in (OperationType.CAPTURE, OperationType.CANCEL)
+            for op in self.open_operations()
+        ):
             return 0
         return self.amount
 
     @property
+    def refunds_pending(self) -> int:
+        return sum(r.amount for r in self.refunds.all() if r.status == Refund.Status.PENDING)
+
+    @property
     def refundable_amount(self) -> int:
-        """Captured and not refunded (refunds still pending at the provider not deducted)."""
-        return self.amount_captured - self.amount_refunded
+        """Captured, less what was refunded and what refunds in flight may still take."""
+        return self.amount_captured - self.amount_refunded - self.refunds_pending
 
     def can_capture(self) -> bool:
         return self.capturable_amount > 0
@@ -176,7 +180,7 @@ class Payment(models.Model):
         return (
             self.canceled_at is None
             and self.captured_at is None
-            and self.pending_operation != Payment.PendingOperation.CAPTURE
+            and not any(op.type == OperationType.CAPTURE for op in self.open_operations())
         )
 
     def as_input(self) -> PaymentInput:
@@ -194,10 +198,9 @@ class Payment(models.Model):
 class Refund(models.Model):
     """Money given back from a payment's capture.
 
-    A refund is reserved as `pending` under the payment's lock before the provider is asked
-    (its id is the provider idempotency key), so its amount counts against what racing
-    refunds may take; it becomes `succeeded` together with the payment's `amount_refunded`.
-    A refund the provider refused is deleted; its failure stays in the event ledger.
+    A refund is reserved as `pending` under the payment's lock, with the operation that asks
+    the provider for it, so its amount counts against what racing refunds may take; it
+    becomes `succeeded` together with the payment's `amount_refunded`, or `failed`.
     """
 
     class Reason(models.TextChoices):
@@ -210,6 +213,7 @@ class Refund(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
         SUCCEEDED = "succeeded"
+        FAILED = "failed"
 
     id = PrefixedIdField("ref")
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
@@ -234,12 +238,130 @@ class Refund(models.Model):
                 condition=Q(reason__in=[r.value for r in RefundReason]), name="refund_reason_valid"
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "succeeded"]), name="refund_status_valid"
+                condition=Q(status__in=["pending", "succeeded", "failed"]),
+                name="refund_status_valid",
             ),
         ]
 
     def __str__(self) -> str:
         return self.id
+
+
+class OperationType(models.TextChoices):
+    INITIATE = "initiate"
+    UPDATE = "update"
+    AUTHORIZE = "authorize"
+    CAPTURE = "capture"
+    REFUND = "refund"
+    CANCEL = "cancel"
+    RELEASE = "release"
+
+
+MONEY_MOVEMENTS = (OperationType.CAPTURE, OperationType.REFUND, OperationType.CANCEL)
+
+
+class PaymentOperation(models.Model):
+    """A provider call that moves money or changes state there, written down before it is
+    sent, in the transaction that decides it (SPEC 2).
+
+    `requested` and `unknown` mean nobody knows yet whether it took effect: it is asked
+    again, with the same provider idempotency key, until the provider says. `pending` means
+    the provider took it and settles it later. Payment amounts move only with `succeeded`.
+    `lease_until` (the database's clock) marks an attempt in flight: others leave it alone
+    until the attempt ends or its process is presumed dead.
+    """
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested"
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        UNKNOWN = "unknown"
+
+    OPEN = (Status.REQUESTED, Status.UNKNOWN, Status.PENDING)
+    UNRESOLVED = (Status.REQUESTED, Status.UNKNOWN)
+
+    id = PrefixedIdField("op")
+    type = models.CharField(max_length=20, choices=OperationType.choices)
+    provider = models.ForeignKey(PaymentProvider, on_delete=models.PROTECT, related_name="+")
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="operations", null=True, blank=True
+    )
+    # Plain text, like the ledger's: the record outlives a deleted session.
+    session_id = models.CharField(max_length=40, blank=True, db_index=True)
+    cart_id = models.CharField(max_length=40, blank=True, db_index=True)
+    refund = models.OneToOneField(
+        Refund, on_delete=models.PROTECT, related_name="operation", null=True, blank=True
+    )
+    amount = MoneyField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.REQUESTED)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    provider_reference = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    # What the call needs to be sent again exactly (a capture's amount, a refund's reason,
+    # the session revision an authorization is for).
+    params = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=150)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "idempotency_key"], name="operation_key_unique_per_provider"
+            ),
+            # A payment is captured once and canceled once: one such operation at a time.
+            models.UniqueConstraint(
+                fields=["payment"],
+                condition=Q(
+                    status__in=["requested", "unknown", "pending"], type__in=["capture", "cancel"]
+                ),
+                name="operation_one_open_capture_or_cancel",
+            ),
+            models.CheckConstraint(
+                condition=Q(payment__isnull=False) | ~Q(session_id=""),
+                name="operation_has_subject",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__isnull=True) | Q(amount__gte=0),
+                name="operation_amount_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["requested", "pending", "unknown"])
+                | Q(settled_at__isnull=False),
+                name="operation_final_is_settled",
+            ),
+            models.CheckConstraint(
+                condition=(Q(type="refund") & Q(refund__isnull=False))
+                | (~Q(type="refund") & Q(refund__isnull=True)),
+                name="operation_refund_has_refund",
+            ),
+        ]
+        indexes = [
+            # The worker's sweeps read only what is still open.
+            models.Index(
+                fields=["status", "created_at"],
+                condition=Q(status__in=["requested", "unknown", "pending"]),
+                name="operation_open_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.status}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN
+
+    @property
+    def is_money_movement(self) -> bool:
+        return self.type in MONEY_MOVEMENTS
 
 
 class PaymentEvent(models.Model):
@@ -252,6 +374,7 @@ class PaymentEvent(models.Model):
         INITIATE = "initiate"
         UPDATE = "update"
         DELETE = "delete"
+        RELEASE = "release"
         AUTHORIZE = "authorize"
         CAPTURE = "capture"
         REFUND = "refund"
@@ -271,6 +394,12 @@ class PaymentEvent(models.Model):
     provider_reference = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
+    operation = models.ForeignKey(
+        "PaymentOperation", on_delete=models.PROTECT, related_name="events", null=True, blank=True
+    )
+    # The provider's own answer and its request id, for whoever has to ask the provider why.
+    raw = models.JSONField(default=dict, blank=True)
+    request_id = models.CharField(max_length=255, blank=True)
     actor = models.CharField(
         max_length=150, help_text="storefront, webhook, system or a staff user"
     )
@@ -370,11 +499,20 @@ class WebhookEvent(models.Model):
     last_error = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # When the worker tries a failed event again (exponential backoff); None: not again.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
         constraints = [
             models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_once_per_event"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status__in=["received", "failed"]),
+                name="webhook_due_idx",
+            ),
         ]
 
     def __str__(self) -> str:

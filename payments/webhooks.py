@@ -1,35 +1,41 @@
 """Receiving provider webhooks, and moving our payments toward what the provider holds.
 
-An event is stored raw before anything else happens. Its meaning is never taken from the
-event itself: the provider re-reads the remote payment (`webhook_state`), and our rows only
-ever move forward toward that snapshot, so late or out-of-order events change nothing.
+An event is verified and stored raw, due at once for the worker, and answered: nothing is
+processed inside the provider's delivery. Its meaning is never taken from the event
+itself: the provider re-reads the remote payment (`webhook_state`), and our rows only ever
+move forward toward that snapshot, so late or out-of-order events change nothing.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from payments import errors
-from payments.models import Payment, PaymentEvent, Refund, WebhookEvent
-from payments.services import (
-    WEBHOOK,
-    ensure_outside_transaction,
-    event_record,
-    installed_provider,
-    payment_changed,
-    payment_lock,
+from payments.models import (
+    OperationType,
+    Payment,
+    PaymentEvent,
+    PaymentOperation,
+    Refund,
+    WebhookEvent,
 )
-from providers.base import ProviderError, RemotePaymentState, SessionStatus
-from providers.base import WebhookEvent as VerifiedEvent
+from payments.services import WEBHOOK, payment_changed, payment_lock
+from payments.services.calls import ensure_outside_transaction, event_record, installed_provider
+from payments.services.operations import operation_refresh
+from providers.base import ProviderError, RemotePaymentState, SessionStatus, VerifiedEvent
 
 
 def webhook_receive(*, provider_id: str, headers: dict[str, str], body: bytes) -> WebhookEvent:
-    """Verify the signature, then store the event once per provider event id.
+    """Verify the signature, then store the event once per provider event id, due for the
+    worker now. The caller queues it once this commits (a lost message is found by the
+    worker's sweep of due events).
 
     Raises InvalidData (400) for a bad or missing signature: nothing is stored then.
     """
@@ -41,7 +47,7 @@ def webhook_receive(*, provider_id: str, headers: dict[str, str], body: bytes) -
     record, _ = WebhookEvent.objects.get_or_create(
         provider_id=provider_id,
         event_id=event.event_id,
-        defaults={"type": event.type, "body": body.decode()},
+        defaults={"type": event.type, "body": body.decode(), "next_attempt_at": timezone.now()},
     )
     return record
 
@@ -51,7 +57,12 @@ def webhook_remote_state(record: WebhookEvent) -> RemotePaymentState | None:
     ensure_outside_transaction()
     payload = json.loads(record.body)
     event = VerifiedEvent(event_id=record.event_id, type=record.type, payload=payload)
-    state = installed_provider(record.provider_id).webhook_state(event)
+    try:
+        state = installed_provider(record.provider_id).webhook_state(event)
+    except ProviderError as error:
+        raise errors.ProviderUnavailable(
+            f"Could not re-read the payment: {error.message}"
+        ) from error
     if state is not None:
         event_record(
             type=PaymentEvent.Type.WEBHOOK,
@@ -66,13 +77,47 @@ def webhook_remote_state(record: WebhookEvent) -> RemotePaymentState | None:
     return state
 
 
+def webhook_retry_delay(attempts: int) -> timedelta | None:
+    """Exponential backoff after `attempts` failures; None once WEBHOOK_MAX_ATTEMPTS is
+    spent (the event stays failed and visible to operators, who may process it again)."""
+    if attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+        return None
+    return timedelta(seconds=settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+
+
 def webhook_mark(record: WebhookEvent, *, error: str = "") -> None:
-    """Record the outcome of one processing attempt, for operators."""
+    """Record the outcome of one processing attempt, for operators and the worker."""
+    if not error:
+        WebhookEvent.objects.filter(pk=record.pk).update(
+            attempts=F("attempts") + 1,
+            status=WebhookEvent.Status.PROCESSED,
+            last_error="",
+            processed_at=timezone.now(),
+            next_attempt_at=None,
+        )
+        return
+    attempts = (
+        WebhookEvent.objects.filter(pk=record.pk).values_list("attempts", flat=True).get() + 1
+    )
+    delay = webhook_retry_delay(attempts)
     WebhookEvent.objects.filter(pk=record.pk).update(
-        attempts=F("attempts") + 1,
-        status=WebhookEvent.Status.FAILED if error else WebhookEvent.Status.PROCESSED,
+        attempts=attempts,
+        status=WebhookEvent.Status.FAILED,
         last_error=error,
-        processed_at=None if error else timezone.now(),
+        processed_at=None,
+        next_attempt_at=timezone.now() + delay if delay is not None else None,
+    )
+
+
+def webhooks_due(*, limit: int = 100) -> list[str]:
+    """Events received or failed whose (next) attempt is due: the worker's sweep."""
+    return list(
+        WebhookEvent.objects.filter(
+            status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED],
+            next_attempt_at__lte=timezone.now(),
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
     )
 
 
@@ -90,12 +135,22 @@ def payment_sync_remote(*, provider_id: str, state: RemotePaymentState) -> Payme
     )
     if payment is None:
         return None
+    # Operations the provider took and settles later: the event may be their settling.
+    pending = PaymentOperation.objects.filter(
+        payment=payment, status=PaymentOperation.Status.PENDING
+    )
+    for operation_id in pending.values_list("pk", flat=True):
+        operation_refresh(operation_id=operation_id, actor=WEBHOOK)
     now = timezone.now()
     with transaction.atomic():
         payment = payment_lock(payment.pk)
         before = copy.copy(payment)
         # A capture or cancel we asked for settles through our own flow, as do our refunds.
-        settled_here = not payment.pending_operation
+        settled_here = not PaymentOperation.objects.filter(
+            payment=payment,
+            type__in=[OperationType.CAPTURE, OperationType.CANCEL],
+            status__in=PaymentOperation.OPEN,
+        ).exists()
         if (
             settled_here
             and state.amount_captured

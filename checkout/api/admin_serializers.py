@@ -22,16 +22,27 @@ class AdminRegionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Region
-        fields = ["id", "name", "currency_code", "payment_providers"]
+        fields = ["id", "name", "currency_code", "countries", "payment_providers"]
 
     def get_payment_providers(self, region: Region) -> list[str]:
         """Every provider enabled in the region (one uninstalled since is listed too)."""
         return sorted(p.pk for p in region.payment_providers.all())
 
 
+def countries_field(**kwargs: Any) -> serializers.ListField:
+    """ISO 3166-1 alpha-2, lowercase; the first is the purchase country."""
+    return serializers.ListField(
+        child=serializers.RegexField(r"^[a-z]{2}$", max_length=2),
+        max_length=250,
+        help_text="ISO 3166-1 alpha-2 codes, lowercase; the first is the purchase country.",
+        **kwargs,
+    )
+
+
 class RegionCreateInput(InputSerializer):
     name = serializers.CharField(max_length=100)
     currency_code = CurrencyCodeField()
+    countries = countries_field(required=False, default=list)
     payment_providers = serializers.ListField(
         child=serializers.CharField(max_length=50), required=False, default=list
     )
@@ -40,6 +51,7 @@ class RegionCreateInput(InputSerializer):
 class RegionUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=100, required=False)
     currency_code = CurrencyCodeField(required=False)
+    countries = countries_field(required=False)
     payment_providers = serializers.ListField(
         child=serializers.CharField(max_length=50), required=False
     )

@@ -208,7 +208,7 @@ class OrderViewSet(AdminViewSet):
         description="Capture every uncaptured payment in full. Needs payments.capture_payment.",
     )
     def capture(self, request: Request, pk: str) -> HttpResponse:
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
             order = order_capture(order_id=pk, actor=actor, request_key=request_key)
@@ -226,7 +226,7 @@ class OrderViewSet(AdminViewSet):
     )
     def refund(self, request: Request, pk: str) -> HttpResponse:
         data = validated(RefundInput, request)
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
             order = order_refund(order_id=pk, actor=actor, request_key=request_key, **data)
@@ -244,7 +244,7 @@ class OrderViewSet(AdminViewSet):
         "once money was captured. Needs payments.cancel_payment.",
     )
     def cancel(self, request: Request, pk: str) -> HttpResponse:
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
             order = order_cancel(order_id=pk, actor=actor, request_key=request_key)
@@ -262,7 +262,7 @@ class OrderViewSet(AdminViewSet):
     )
     def create_swap(self, request: Request, pk: str) -> HttpResponse:
         data = validated(SwapCreateInput, request)
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
 
         def work(_key: str) -> tuple[int, Any]:
             swap = swap_create(
@@ -300,7 +300,7 @@ class SwapViewSet(AdminViewSet):
             self.require_permissions(request, "payments.capture_payment")
         elif swap.difference_due < 0:
             self.require_permissions(request, "payments.refund_payment")
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
             swap = swap_process_payment(swap_id=pk, actor=actor, request_key=request_key)
@@ -317,7 +317,7 @@ class SwapViewSet(AdminViewSet):
         description="Cancel a swap not processed yet; a payment made for it is released.",
     )
     def cancel(self, request: Request, pk: str) -> HttpResponse:
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
 
         def work(request_key: str) -> tuple[int, Any]:
             swap = swap_cancel(swap_id=pk, actor=actor, request_key=request_key)

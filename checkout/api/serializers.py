@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import PolymorphicProxySerializer, inline_serializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
@@ -18,7 +18,7 @@ class RegionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Region
-        fields = ["id", "name", "currency_code", "payment_providers"]
+        fields = ["id", "name", "currency_code", "countries", "payment_providers"]
 
     def get_payment_providers(self, region: Region) -> list[str]:
         return sorted(p.id for p in region.payment_providers.all() if p.is_installed)
@@ -40,7 +40,18 @@ class LineItemSerializer(serializers.ModelSerializer):
         fields = ["id", "product_id", "title", "unit_price", "quantity", "total"]
 
 
+class NextActionSerializer(serializers.Serializer):
+    """What the customer must do before the session can be authorized."""
+
+    type = serializers.ChoiceField(choices=["redirect", "use_stripe_sdk", "klarna_widget"])
+    url = serializers.URLField(required=False, help_text="redirect: the page to send them to.")
+    client_secret = serializers.CharField(required=False, help_text="use_stripe_sdk")
+    client_token = serializers.CharField(required=False, help_text="klarna_widget")
+
+
 class PaymentSessionSerializer(serializers.ModelSerializer):
+    next_action = serializers.SerializerMethodField()
+
     class Meta:
         model = PaymentSession
         fields = [
@@ -52,8 +63,13 @@ class PaymentSessionSerializer(serializers.ModelSerializer):
             "amount",
             "currency_code",
             "data",
+            "next_action",
             "payment_authorized_at",
         ]
+
+    @extend_schema_field(NextActionSerializer(allow_null=True))
+    def get_next_action(self, session: PaymentSession) -> dict[str, str] | None:
+        return session.next_action
 
 
 class CartSerializer(serializers.ModelSerializer):

@@ -204,6 +204,46 @@ PAYMENT_PROVIDERS = env.list(
     default=["manual", *(name for name, is_set in _credentials_set.items() if is_set)],
 )
 
+# Origins a session's return_url / cancel_url may lead to (SPEC 4): no open redirects.
+STOREFRONT_ORIGINS = [
+    origin.lower().rstrip("/")
+    for origin in env.list(
+        "STOREFRONT_ORIGINS", default=["http://127.0.0.1:8000", "http://localhost:8000"]
+    )
+]
+
+# The worker (SPEC 5.7): Celery with Redis as the broker. Tasks are acknowledged after
+# they ran, so a worker killed mid-task leaves its message to another; every task is
+# idempotent, and the periodic sweeps find what a lost message missed.
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="payments")
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A request that enqueues never waits long on a broker that is away: the sweep catches up.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+CHECKOUT_STALLED_AFTER_SECONDS = env.int("CHECKOUT_STALLED_AFTER_SECONDS", default=600)
+RECOVERY_INTERVAL_SECONDS = env.float("RECOVERY_INTERVAL_SECONDS", default=60)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=12)
+CELERY_BEAT_SCHEDULE = {
+    name: {"task": task, "schedule": every}
+    for name, task, every in [
+        ("resume-operations", "payments.tasks.operations_resume_due", RECOVERY_INTERVAL_SECONDS),
+        ("settle-pending", "payments.tasks.operations_refresh_pending", RECOVERY_INTERVAL_SECONDS),
+        ("webhooks-due", "checkout.tasks.webhooks_process_due", RECOVERY_INTERVAL_SECONDS),
+        ("stalled-checkouts", "checkout.tasks.checkouts_finish_stalled", RECOVERY_INTERVAL_SECONDS),
+        ("release-sessions", "checkout.tasks.sessions_release_due", RECOVERY_INTERVAL_SECONDS),
+        ("expire-keys", "payments.tasks.idempotency_keys_expire", 3600.0),
+    ]
+}
+
 # How long a request may hold an Idempotency-Key before another may take it over.
 IDEMPOTENCY_LOCK_LEASE_SECONDS = env.int("IDEMPOTENCY_LOCK_LEASE_SECONDS", default=60)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)

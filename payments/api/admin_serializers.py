@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from payments.api.fields import AmountField, InputSerializer
-from payments.models import Payment, PaymentEvent, PaymentProvider, Refund
+from payments.models import Payment, PaymentEvent, PaymentOperation, PaymentProvider, Refund
 from providers.test.models import LedgerEntry
 
 
@@ -29,6 +29,26 @@ class PaymentEventSerializer(serializers.ModelSerializer):
             "error",
             "actor",
             "created_at",
+        ]
+
+
+class PaymentOperationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PaymentOperation
+        fields = [
+            "id",
+            "type",
+            "payment_id",
+            "session_id",
+            "amount",
+            "idempotency_key",
+            "status",
+            "attempts",
+            "provider_reference",
+            "error",
+            "actor",
+            "created_at",
+            "settled_at",
         ]
 
 
@@ -73,11 +93,10 @@ class AdminPaymentSerializer(serializers.ModelSerializer):
             "amount_refunded",
             "capturable_amount",
             "refundable_amount",
-            "pending_operation",
-            "pending_amount",
             "data",
             "captured_at",
             "canceled_at",
+            "authorization_expires_at",
             "created_at",
         ]
 
@@ -86,10 +105,11 @@ class PaymentDetailSerializer(AdminPaymentSerializer):
     """A payment with its refunds and its events (its session's authorization included)."""
 
     refunds = AdminRefundSerializer(many=True, read_only=True)
+    operations = PaymentOperationSerializer(many=True, read_only=True)
     events = serializers.SerializerMethodField()
 
     class Meta(AdminPaymentSerializer.Meta):
-        fields = [*AdminPaymentSerializer.Meta.fields, "refunds", "events"]
+        fields = [*AdminPaymentSerializer.Meta.fields, "refunds", "operations", "events"]
 
     @extend_schema_field(PaymentEventSerializer(many=True))
     def get_events(self, payment: Payment) -> Any:

@@ -21,7 +21,7 @@ from payments.api.admin_serializers import (
 from payments.api.fields import error_responses, validated
 from payments.api.schema import IDEMPOTENT
 from payments.audit import staff_action_log
-from payments.models import Payment, PaymentEvent, PaymentProvider, Refund
+from payments.models import Payment, PaymentEvent, PaymentOperation, PaymentProvider, Refund
 from payments.services import Actor, payment_cancel, payment_capture, payment_refund
 from providers.registry import ProviderNotConfigured, get_provider
 from providers.test.provider import ledger_entries
@@ -30,10 +30,11 @@ MONEY_ERRORS = error_responses(*POST_ERRORS, 502, 503)
 
 
 def payment_detail(payment_id: str) -> Payment:
-    """A payment with its refunds and its events, in three queries."""
+    """A payment with its refunds, operations and events, in four queries."""
     payment = (
         Payment.objects.prefetch_related(
-            Prefetch("refunds", queryset=Refund.objects.order_by("created_at", "id"))
+            Prefetch("refunds", queryset=Refund.objects.order_by("created_at", "id")),
+            Prefetch("operations", queryset=PaymentOperation.objects.order_by("created_at", "id")),
         )
         .filter(pk=payment_id)
         .first()
@@ -41,7 +42,7 @@ def payment_detail(payment_id: str) -> Payment:
     if payment is None:
         raise errors.NotFound("No payment with this id.")
     session_id = payment.session_id or payment.data.get("session_id", "")
-    # Its own events, and its session's before it existed (the authorization).
+    # Its own events, and its session's before it existed (initiate, authorize).
     payment.ledger_events = list(  # type: ignore[attr-defined]
         PaymentEvent.objects.filter(
             Q(payment=payment) | Q(payment__isnull=True, session_id=session_id)
@@ -90,7 +91,7 @@ class PaymentViewSet(AdminViewSet):
     )
     def capture(self, request: Request, pk: str) -> HttpResponse:
         amount = validated(CaptureInput, request).get("amount")
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
 
         def work(request_key: str) -> tuple[int, object]:
             payment = payment_capture(
@@ -112,7 +113,7 @@ class PaymentViewSet(AdminViewSet):
     )
     def refund(self, request: Request, pk: str) -> HttpResponse:
         data = validated(RefundInput, request)
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
 
         def work(request_key: str) -> tuple[int, object]:
             payment = payment_refund(payment_id=pk, actor=actor, request_key=request_key, **data)
@@ -130,7 +131,7 @@ class PaymentViewSet(AdminViewSet):
         "Needs payments.cancel_payment.",
     )
     def cancel(self, request: Request, pk: str) -> HttpResponse:
-        actor = Actor.staff(request.user)
+        actor = Actor.for_user(request.user)
 
         def work(request_key: str) -> tuple[int, object]:
             payment = payment_cancel(payment_id=pk, actor=actor, request_key=request_key)

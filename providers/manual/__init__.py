@@ -20,7 +20,7 @@ from providers.base import (
 class ManualProvider(PaymentProviderBase):
     identifier = "manual"
 
-    def initiate_session(self, session: SessionInput) -> SessionResult:
+    def initiate_session(self, session: SessionInput, *, idempotency_key: str) -> SessionResult:
         return SessionResult(data={"status": SessionStatus.PENDING.value})
 
     def update_session(self, session: SessionInput) -> SessionResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import stripe
@@ -17,7 +18,10 @@ from stripe.params import RefundCreateParams
 
 from providers.base import (
     AuthorizationResult,
+    NextAction,
+    OperationInput,
     OperationResult,
+    OperationStatus,
     PaymentInput,
     PaymentProviderBase,
     ProviderError,
@@ -28,7 +32,7 @@ from providers.base import (
     SessionInput,
     SessionResult,
     SessionStatus,
-    WebhookEvent,
+    VerifiedEvent,
 )
 from providers.stripe.amounts import from_stripe, to_stripe
 from providers.stripe.client import build_client, stripe_errors
@@ -72,11 +76,38 @@ def session_data_of(intent: stripe.PaymentIntent) -> dict[str, Any]:
     }
 
 
+def next_action_of(intent: stripe.PaymentIntent) -> NextAction | None:
+    """What the customer does next: confirm with Stripe.js, or 3-D Secure on its page."""
+    if intent.status in ("requires_payment_method", "requires_confirmation"):
+        return NextAction.stripe_sdk(intent.client_secret or "")
+    if intent.status == "requires_action":
+        action = intent.next_action
+        redirect = getattr(action, "redirect_to_url", None) if action else None
+        if redirect is not None and getattr(redirect, "url", None):
+            return NextAction.redirect(redirect.url)
+        return NextAction.stripe_sdk(intent.client_secret or "")
+    return None
+
+
+def answer_of(obj: stripe.StripeObject) -> dict[str, Any]:
+    """The raw answer and its request id, for the event ledger."""
+    response = getattr(obj, "last_response", None)
+    return {
+        "raw": obj.to_dict() if hasattr(obj, "to_dict") else {},
+        "request_id": (response.request_id if response is not None else "") or "",
+    }
+
+
 def session_result_of(intent: stripe.PaymentIntent) -> SessionResult:
-    return SessionResult(data=session_data_of(intent), status=session_status_of(intent))
+    return SessionResult(
+        data=session_data_of(intent),
+        status=session_status_of(intent),
+        next_action=next_action_of(intent),
+        **answer_of(intent),
+    )
 
 
-def intent_id_of_event(event: WebhookEvent) -> str | None:
+def intent_id_of_event(event: VerifiedEvent) -> str | None:
     """The PaymentIntent an event is about: the object itself, or a charge's intent."""
     obj = event.payload.get("data", {}).get("object", {})
     if event.type.startswith("payment_intent."):
@@ -95,6 +126,8 @@ def intent_id_of(data: Mapping[str, Any]) -> str:
 
 class StripeProvider(PaymentProviderBase):
     identifier = "stripe"
+    # Stripe lets an uncaptured card authorization lapse after 7 days.
+    authorization_lifetime = timedelta(days=7)
 
     @functools.cached_property
     def client(self) -> stripe.StripeClient:
@@ -104,10 +137,10 @@ class StripeProvider(PaymentProviderBase):
 
     # Sessions --------------------------------------------------------------------------
 
-    def initiate_session(self, session: SessionInput) -> SessionResult:
-        # Each session id is new, so a repeat of this call after a lost answer finds the
-        # intent the first one created.
-        intent = self._create_intent(session, idempotency_key=f"{session.session_id}:initiate")
+    def initiate_session(self, session: SessionInput, *, idempotency_key: str) -> SessionResult:
+        # The key is derived from the session, so a repeat of this call after a lost answer
+        # finds the intent the first one created.
+        intent = self._create_intent(session, idempotency_key=idempotency_key)
         return session_result_of(intent)
 
     def update_session(self, session: SessionInput) -> SessionResult:
@@ -192,6 +225,8 @@ class StripeProvider(PaymentProviderBase):
             amount=from_stripe(held, intent.currency) if status is SessionStatus.AUTHORIZED else 0,
             data=session_data_of(intent),
             provider_reference=intent.id,
+            next_action=None if status is SessionStatus.AUTHORIZED else next_action_of(intent),
+            **answer_of(intent),
         )
 
     def capture(
@@ -208,6 +243,7 @@ class StripeProvider(PaymentProviderBase):
             amount=from_stripe(intent.amount_received, intent.currency),
             provider_reference=intent.id,
             data={"status": intent.status},
+            **answer_of(intent),
         )
 
     def refund(
@@ -241,7 +277,11 @@ class StripeProvider(PaymentProviderBase):
         return OperationResult(
             amount=from_stripe(refund.amount, refund.currency),
             provider_reference=refund.id,
-            data={"status": refund.status},
+            # A refund Stripe still processes settles by its webhook or a re-read.
+            status=OperationStatus.PENDING
+            if refund.status == "pending"
+            else OperationStatus.SUCCEEDED,
+            **answer_of(refund),
         )
 
     def cancel(self, payment: PaymentInput, *, idempotency_key: str) -> OperationResult:
@@ -259,15 +299,35 @@ class StripeProvider(PaymentProviderBase):
                     raise
                 return OperationResult(amount=0, provider_reference=intent.id)
         return OperationResult(
-            amount=from_stripe(intent.amount, intent.currency), provider_reference=intent.id
+            amount=from_stripe(intent.amount, intent.currency),
+            provider_reference=intent.id,
+            **answer_of(intent),
+        )
+
+    def operation_status(self, payment: PaymentInput, operation: OperationInput) -> OperationResult:
+        """Only refunds are ever pending at Stripe: re-read the refund."""
+        if operation.type != "refund" or not operation.provider_reference:
+            raise ProviderError(ProviderErrorKind.OTHER, "Nothing to re-read at Stripe.")
+        with stripe_errors():
+            refund = self.client.v1.refunds.retrieve(operation.provider_reference)
+        status = {
+            "succeeded": OperationStatus.SUCCEEDED,
+            "failed": OperationStatus.FAILED,
+            "canceled": OperationStatus.FAILED,
+        }.get(refund.status or "", OperationStatus.PENDING)
+        return OperationResult(
+            amount=from_stripe(refund.amount, refund.currency),
+            provider_reference=refund.id,
+            status=status,
+            **answer_of(refund),
         )
 
     # Webhooks --------------------------------------------------------------------------
 
-    def verify_webhook(self, *, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+    def verify_webhook(self, *, headers: Mapping[str, str], body: bytes) -> VerifiedEvent:
         return verify_signed_event(headers=headers, body=body)
 
-    def webhook_state(self, event: WebhookEvent) -> RemotePaymentState | None:
+    def webhook_state(self, event: VerifiedEvent) -> RemotePaymentState | None:
         """The intent behind a `payment_intent.*` or `charge.refunded` event, as it is now.
 
         Events arrive late, twice and out of order, so the domain acts on this re-read
@@ -286,7 +346,6 @@ class StripeProvider(PaymentProviderBase):
             session_id=metadata["session_id"],
             cart_id=metadata.get("cart_id", ""),
             status=session_status_of(intent),
-            amount_authorized=from_stripe(intent.amount, intent.currency),
             amount_captured=from_stripe(intent.amount_received or 0, intent.currency)
             if intent.status == "succeeded"
             else 0,

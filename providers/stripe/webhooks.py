@@ -10,7 +10,7 @@ import stripe
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from providers.base import ProviderError, ProviderErrorKind, WebhookEvent
+from providers.base import ProviderError, ProviderErrorKind, VerifiedEvent
 
 # SPEC section 7: a signature more than 5 minutes old (Stripe's own default) or more than 5
 # minutes ahead is refused, so a captured request cannot be replayed later. The SDK checks
@@ -18,7 +18,7 @@ from providers.base import ProviderError, ProviderErrorKind, WebhookEvent
 TOLERANCE_SECONDS = 300
 
 
-def verify_signed_event(*, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+def verify_signed_event(*, headers: Mapping[str, str], body: bytes) -> VerifiedEvent:
     """The event in `body` if Stripe signed it with STRIPE_WEBHOOK_SECRET; INVALID otherwise."""
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
@@ -48,7 +48,7 @@ def verify_signed_event(*, headers: Mapping[str, str], body: bytes) -> WebhookEv
     # Stripe's event shape: what we read later (data.object) must be there as an object.
     if not (isinstance(data, dict) and isinstance(data.get("object"), dict)):
         raise ProviderError(ProviderErrorKind.INVALID, "The event has no data object.")
-    return WebhookEvent(event_id=payload["id"], type=payload["type"], payload=payload)
+    return VerifiedEvent(event_id=payload["id"], type=payload["type"], payload=payload)
 
 
 def _signed_at(signature: str | None) -> int:

@@ -18,6 +18,8 @@ class LedgerEntry(models.Model):
     # Unique: a repeated call with a key that took effect replays it, like a real provider.
     idempotency_key = models.CharField(max_length=255, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # With `async_operations`: when the movement takes effect (None: at once).
+    settles_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -1,23 +1,30 @@
-"""The `test` sandbox provider (SPEC section 3).
+"""The `test` sandbox provider (SPEC section 3.2).
 
-It behaves as its session data says (`outcome`, `delay_ms`, `fail_after_authorize`) and keeps
-a remote ledger in its own table. Like a real provider it is idempotent on the key it is
-given: a call whose key already took effect returns that result and records nothing.
+It behaves as its session data says (`outcome`, `delay_ms`, `fail_after_*`,
+`async_operations` with `settle_after_ms`) and keeps a remote ledger in its own table. Like
+a real provider it is idempotent on the key it is given: a call whose key already took
+effect returns that result and records nothing. The data a session had when it was
+authorized governs its payment's later operations (it travels in the payment's data).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
+from django.utils import timezone
 
 from payments.fields import new_id
 from providers.base import (
     AuthorizationResult,
+    NextAction,
+    OperationInput,
     OperationResult,
+    OperationStatus,
     PaymentInput,
     PaymentProviderBase,
     ProviderError,
@@ -31,11 +38,17 @@ from providers.test.models import LedgerEntry
 
 OUTCOMES = ("authorized", "decline", "requires_more", "error")
 MAX_DELAY_MS = 5000
+MAX_SETTLE_MS = 600_000
+SWITCHES = ("fail_after_authorize", "fail_after_capture", "fail_after_refund", "fail_after_cancel")
 DEFAULT_DATA: dict[str, Any] = {
     "outcome": "authorized",
     "delay_ms": 0,
-    "fail_after_authorize": False,
+    **dict.fromkeys(SWITCHES, False),
+    "async_operations": False,
+    "settle_after_ms": 1000,
 }
+# What governs a payment's later operations: the session's data when it was authorized.
+BEHAVIOUR_KEYS = ("delay_ms", *SWITCHES[1:], "async_operations", "settle_after_ms")
 
 Operation = LedgerEntry.Operation
 
@@ -51,28 +64,37 @@ def validate_session_data(data: Mapping[str, Any]) -> dict[str, Any]:
         raise ProviderError(
             ProviderErrorKind.INVALID, f"outcome must be one of {', '.join(OUTCOMES)}."
         )
-    delay = data.get("delay_ms", 0)
-    if type(delay) is not int or not 0 <= delay <= MAX_DELAY_MS:
-        raise ProviderError(
-            ProviderErrorKind.INVALID, f"delay_ms must be an integer 0..{MAX_DELAY_MS}."
-        )
-    if type(data.get("fail_after_authorize", False)) is not bool:
-        raise ProviderError(ProviderErrorKind.INVALID, "fail_after_authorize must be a boolean.")
+    for name, limit in (("delay_ms", MAX_DELAY_MS), ("settle_after_ms", MAX_SETTLE_MS)):
+        value = data.get(name, 0)
+        if type(value) is not int or not 0 <= value <= limit:
+            raise ProviderError(ProviderErrorKind.INVALID, f"{name} must be an integer 0..{limit}.")
+    for name in (*SWITCHES, "async_operations"):
+        if type(data.get(name, False)) is not bool:
+            raise ProviderError(ProviderErrorKind.INVALID, f"{name} must be a boolean.")
     return dict(data)
+
+
+def _behaviour(payment: PaymentInput) -> dict[str, Any]:
+    return {**DEFAULT_DATA, **payment.data.get("behaviour", {})}
+
+
+def _settled() -> Q:
+    """Entries that took effect: asynchronous ones once their time has come."""
+    return Q(settles_at__isnull=True) | Q(settles_at__lte=timezone.now())
 
 
 def ledger_entries(*, session_id: str | None = None) -> list[LedgerEntry]:
     entries = LedgerEntry.objects.all()
     if session_id:
         entries = entries.filter(session_id=session_id)
-    return list(entries.order_by("created_at", "id"))
+    return list(entries.filter(_settled()).order_by("created_at", "id"))
 
 
 class TestProvider(PaymentProviderBase):
     identifier = "test"
     __test__ = False  # not a pytest test class
 
-    def initiate_session(self, session: SessionInput) -> SessionResult:
+    def initiate_session(self, session: SessionInput, *, idempotency_key: str) -> SessionResult:
         return SessionResult(data={**DEFAULT_DATA, "status": SessionStatus.PENDING.value})
 
     def update_session(self, session: SessionInput) -> SessionResult:
@@ -89,10 +111,13 @@ class TestProvider(PaymentProviderBase):
         self._void_live_authorizations(session.session_id, keep_amount=None)
 
     def authorize(self, session: SessionInput, *, idempotency_key: str) -> AuthorizationResult:
+        data = {**DEFAULT_DATA, **session.data}
         previous = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
         if previous is not None:
-            return self._authorized(previous)
-        data = {**DEFAULT_DATA, **session.data}
+            if self._sum(previous, Operation.CANCEL):
+                # Voided since (the amount changed): nothing is held any more.
+                return AuthorizationResult(status=SessionStatus.CANCELED, amount=0, data={})
+            return self._authorized(previous, data)
         if data["delay_ms"]:
             time.sleep(data["delay_ms"] / 1000)
         outcome = data["outcome"]
@@ -105,6 +130,7 @@ class TestProvider(PaymentProviderBase):
                 status=SessionStatus.REQUIRES_MORE,
                 amount=0,
                 data={**data, "status": SessionStatus.REQUIRES_MORE.value},
+                next_action=NextAction.redirect(f"/sandbox/approve/{session.session_id}"),
             )
         reference = new_id("tstauth")
         entry = self._record(
@@ -119,11 +145,12 @@ class TestProvider(PaymentProviderBase):
             raise ProviderError(
                 ProviderErrorKind.UNAVAILABLE, "The connection dropped after the authorization."
             )
-        return self._authorized(entry)
+        return self._authorized(entry, data)
 
     def capture(
         self, payment: PaymentInput, *, amount: int, idempotency_key: str
     ) -> OperationResult:
+        behaviour = self._wait(payment)
         authorization = self._authorization(payment)
         previous = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
         if previous is None:
@@ -142,17 +169,19 @@ class TestProvider(PaymentProviderBase):
             amount,
             idempotency_key,
             authorization.reference,
+            settles_at=self._settles_at(behaviour),
         )
-        return OperationResult(amount=entry.amount, provider_reference=entry.reference)
+        return self._answer(entry, behaviour, "fail_after_capture", fresh=previous is None)
 
     def refund(
         self, payment: PaymentInput, *, amount: int, reason: RefundReason, idempotency_key: str
     ) -> OperationResult:
+        behaviour = self._wait(payment)
         authorization = self._authorization(payment)
         previous = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
         if previous is None:
             refundable = self._sum(authorization, Operation.CAPTURE) - self._sum(
-                authorization, Operation.REFUND
+                authorization, Operation.REFUND, pending=True
             )
             if amount > refundable:
                 raise ProviderError(ProviderErrorKind.OTHER, "Amount exceeds what was captured.")
@@ -163,14 +192,16 @@ class TestProvider(PaymentProviderBase):
             amount,
             idempotency_key,
             authorization.reference,
+            settles_at=self._settles_at(behaviour),
         )
-        return OperationResult(amount=entry.amount, provider_reference=entry.reference)
+        return self._answer(entry, behaviour, "fail_after_refund", fresh=previous is None)
 
     def cancel(self, payment: PaymentInput, *, idempotency_key: str) -> OperationResult:
+        behaviour = self._wait(payment)
         authorization = self._authorization(payment)
         previous = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
         if previous is None:
-            if self._sum(authorization, Operation.CAPTURE):
+            if self._sum(authorization, Operation.CAPTURE, pending=True):
                 raise ProviderError(
                     ProviderErrorKind.OTHER, "A captured payment cannot be canceled."
                 )
@@ -183,16 +214,66 @@ class TestProvider(PaymentProviderBase):
             authorization.amount,
             idempotency_key,
             authorization.reference,
+            settles_at=self._settles_at(behaviour),
         )
-        return OperationResult(amount=entry.amount, provider_reference=entry.reference)
+        return self._answer(entry, behaviour, "fail_after_cancel", fresh=previous is None)
+
+    def operation_status(self, payment: PaymentInput, operation: OperationInput) -> OperationResult:
+        entry = LedgerEntry.objects.filter(idempotency_key=operation.idempotency_key).first()
+        if entry is None:
+            return OperationResult(amount=0, status=OperationStatus.FAILED)
+        settled = entry.settles_at is None or entry.settles_at <= timezone.now()
+        return OperationResult(
+            amount=entry.amount,
+            provider_reference=entry.reference,
+            status=OperationStatus.SUCCEEDED if settled else OperationStatus.PENDING,
+        )
+
+    # Behaviour --------------------------------------------------------------------------
 
     @staticmethod
-    def _authorized(entry: LedgerEntry) -> AuthorizationResult:
+    def _wait(payment: PaymentInput) -> dict[str, Any]:
+        behaviour = _behaviour(payment)
+        if behaviour["delay_ms"]:
+            time.sleep(behaviour["delay_ms"] / 1000)
+        return behaviour
+
+    @staticmethod
+    def _settles_at(behaviour: Mapping[str, Any]) -> Any:
+        if not behaviour["async_operations"]:
+            return None
+        return timezone.now() + timedelta(milliseconds=behaviour["settle_after_ms"])
+
+    @staticmethod
+    def _answer(
+        entry: LedgerEntry, behaviour: Mapping[str, Any], switch: str, *, fresh: bool
+    ) -> OperationResult:
+        """The answer to a money movement; with its `fail_after_*` switch on, the first
+        answer for a key is dropped after the movement took effect."""
+        if behaviour[switch] and fresh:
+            raise ProviderError(
+                ProviderErrorKind.UNAVAILABLE, "The connection dropped after the operation."
+            )
+        settled = entry.settles_at is None or entry.settles_at <= timezone.now()
+        return OperationResult(
+            amount=entry.amount,
+            provider_reference=entry.reference,
+            status=OperationStatus.SUCCEEDED if settled else OperationStatus.PENDING,
+            raw={"reference": entry.reference, "operation": entry.operation},
+        )
+
+    @staticmethod
+    def _authorized(entry: LedgerEntry, data: Mapping[str, Any]) -> AuthorizationResult:
         return AuthorizationResult(
             status=SessionStatus.AUTHORIZED,
             amount=entry.amount,
-            data={"authorization": entry.reference, "status": SessionStatus.AUTHORIZED.value},
+            data={
+                "authorization": entry.reference,
+                "status": SessionStatus.AUTHORIZED.value,
+                "behaviour": {key: data.get(key, DEFAULT_DATA[key]) for key in BEHAVIOUR_KEYS},
+            },
             provider_reference=entry.reference,
+            raw={"reference": entry.reference, "amount": entry.amount},
         )
 
     @staticmethod
@@ -206,15 +287,26 @@ class TestProvider(PaymentProviderBase):
         return entry
 
     @staticmethod
-    def _sum(authorization: LedgerEntry, operation: str) -> int:
-        total = LedgerEntry.objects.filter(
+    def _sum(authorization: LedgerEntry, operation: str, *, pending: bool = False) -> int:
+        """What took effect; with `pending`, what is also still settling."""
+        entries = LedgerEntry.objects.filter(
             authorization=authorization.reference, operation=operation
-        ).aggregate(total=Sum("amount"))["total"]
+        )
+        if not pending:
+            entries = entries.filter(_settled())
+        total = entries.aggregate(total=Sum("amount"))["total"]
         return int(total or 0)
 
     @staticmethod
     def _record(
-        operation: str, session_id: str, reference: str, amount: int, key: str, authorization: str
+        operation: str,
+        session_id: str,
+        reference: str,
+        amount: int,
+        key: str,
+        authorization: str,
+        *,
+        settles_at: Any = None,
     ) -> LedgerEntry:
         """Write one ledger row; a concurrent call that won the key returns the winner's row."""
         try:
@@ -226,6 +318,7 @@ class TestProvider(PaymentProviderBase):
                     authorization=authorization,
                     amount=amount,
                     idempotency_key=key,
+                    settles_at=settles_at,
                 )
         except IntegrityError:
             return LedgerEntry.objects.get(idempotency_key=key)

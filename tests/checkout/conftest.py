@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, TestCase
 
 from tests import factories
 
@@ -15,12 +15,15 @@ class Storefront:
         self.client = client or Client()
 
     def post(self, path: str, body: Any = None, **headers: str):  # type: ignore[no-untyped-def]
-        return self.client.post(
-            f"/api/store/{path}",
-            body if body is not None else {},
-            content_type="application/json",
-            headers=headers,
-        )
+        # The test's own transaction never commits: run what the request queued for after
+        # its commit (the worker's tasks, eager here) as a real commit would.
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            return self.client.post(
+                f"/api/store/{path}",
+                body if body is not None else {},
+                content_type="application/json",
+                headers=headers,
+            )
 
     def get(self, path: str):  # type: ignore[no-untyped-def]
         return self.client.get(f"/api/store/{path}")

@@ -58,7 +58,7 @@ def test_completing_a_cart_creates_one_order_with_its_authorized_payment(store, 
         "test": "authorized",
         "manual": "canceled",
     }
-    assert PaymentEvent.objects.filter(cart_id=cart_id, type="delete", success=True).count() == 1
+    assert PaymentEvent.objects.filter(cart_id=cart_id, type="release", success=True).count() == 1
     assert store.get(f"carts/{cart_id}").json()["order_id"] == order.id
 
 

@@ -20,6 +20,7 @@ def test_regions_list_their_installed_providers(store, region):
             "id": region.id,
             "name": region.name,
             "currency_code": "usd",
+            "countries": [],
             "payment_providers": ["manual", "test"],
         }
     ]
@@ -87,17 +88,19 @@ def test_a_region_change_reprices_items_and_cancels_the_old_sessions(store, regi
     product = factories.ProductFactory(prices={"usd": 1500, "eur": 1300})
     cart_id = store.cart_ready(region, product)
     # An authorization held remotely must not be orphaned by the region change.
-    from payments.services import payment_session_authorize
+    from payments.purchase import Purchase
+    from payments.services.sessions import payment_session_authorize
 
     payment_session_authorize(
-        session=PaymentSession.objects.get(cart_id=cart_id, provider_id="test")
+        session=PaymentSession.objects.get(cart_id=cart_id, provider_id="test"),
+        purchase=Purchase(),
     )
 
     cart = store.post(f"carts/{cart_id}", {"region_id": eur_region.id}).json()
 
     assert (cart["currency_code"], cart["total"], cart["payment_sessions"]) == ("eur", 2600, [])
     assert LedgerEntry.objects.filter(operation="cancel").count() == 1
-    assert PaymentEvent.objects.filter(cart_id=cart_id, type="delete", success=True).count() == 2
+    assert PaymentEvent.objects.filter(cart_id=cart_id, type="release", success=True).count() == 2
 
 
 def test_selecting_a_provider_not_enabled_in_the_region_is_422(store, region, product):

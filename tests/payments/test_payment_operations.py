@@ -90,10 +90,10 @@ def test_capturing_more_than_was_authorized_is_refused(operator, payment):
     assert response.status_code == 422
     assert response.json()["code"] == "amount_exceeds_capturable"
     payment.refresh_from_db()
-    assert (payment.amount_captured, payment.captured_at, payment.pending_operation) == (
+    assert (payment.amount_captured, payment.captured_at, payment.can_capture()) == (
         0,
         None,
-        "",
+        True,
     )
     assert remote("capture") == []
 
@@ -187,10 +187,10 @@ def test_a_provider_failure_on_capture_changes_no_amounts_records_a_failed_event
     assert response.status_code == 502
     assert response.json()["code"] == "provider_error"
     payment.refresh_from_db()
-    assert (payment.amount_captured, payment.captured_at, payment.pending_operation) == (
+    assert (payment.amount_captured, payment.captured_at, payment.can_capture()) == (
         0,
         None,
-        "",
+        True,
     )
     failed = PaymentEvent.objects.get(payment=payment, type="capture")
     assert (failed.success, failed.actor, failed.amount) == (False, "operator", 3000)

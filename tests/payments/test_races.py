@@ -92,7 +92,7 @@ def test_concurrent_captures_capture_once(clients, payment):
     assert {r.json()["code"] for r in responses if r.status_code == 409} == {"invalid_state"}
     assert [e.amount for e in remote("capture")] == [3000]
     payment.refresh_from_db()
-    assert (payment.amount_captured, payment.pending_operation) == (3000, "")
+    assert (payment.amount_captured, payment.open_operations()) == (3000, [])
 
 
 def test_a_capture_racing_a_cancel_leaves_exactly_one_of_them_done(clients, payment):

@@ -15,8 +15,8 @@ from payments.services import (
     payment_cancel,
     payment_capture,
     payment_refund,
-    payments_reconcile,
 )
+from payments.services.ledger import payments_reconcile
 from tests.backoffice import place_order, remote
 from tests.payments.flaky import FlakyProvider
 

@@ -21,7 +21,8 @@ provider = TestProvider()
 
 def session(amount: int = 1000, **data) -> SessionInput:  # type: ignore[no-untyped-def]
     initiated = provider.initiate_session(
-        SessionInput(session_id="ps_1", cart_id="cart_1", amount=amount, currency_code="usd")
+        SessionInput(session_id="ps_1", cart_id="cart_1", amount=amount, currency_code="usd"),
+        idempotency_key="ps_1:initiate",
     )
     base = SessionInput(
         session_id="ps_1", cart_id="cart_1", amount=amount, currency_code="usd", data=initiated.data

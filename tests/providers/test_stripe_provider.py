@@ -21,7 +21,7 @@ from providers.base import (
     SessionInput,
     SessionResult,
     SessionStatus,
-    WebhookEvent,
+    VerifiedEvent,
 )
 from providers.registry import get_provider
 from providers.stripe import StripeProvider
@@ -47,7 +47,10 @@ def stored(session: SessionInput, result: SessionResult) -> SessionInput:
 
 def opened(provider: StripeProvider, amount: int = 1000, currency: str = "usd") -> SessionInput:
     session = new_session(amount, currency)
-    return stored(session, provider.initiate_session(session))
+    return stored(
+        session,
+        provider.initiate_session(session, idempotency_key=f"{session.session_id}:initiate"),
+    )
 
 
 def authorized(
@@ -98,7 +101,9 @@ def test_initiate_session_opens_a_manual_capture_intent_for_the_session(
 ) -> None:
     session = new_session(amount=1000)
 
-    result = stripe_provider.initiate_session(session)
+    result = stripe_provider.initiate_session(
+        session, idempotency_key=f"{session.session_id}:initiate"
+    )
 
     [intent] = stripe_server.intents.values()
     assert intent["amount"] == 1000
@@ -123,8 +128,10 @@ def test_initiate_session_repeated_after_a_lost_answer_opens_one_intent(
     stripe_server.fail_next("payment_intents.create", Fault.DROP)
 
     with pytest.raises(ProviderError) as lost:
-        stripe_provider.initiate_session(session)
-    result = stripe_provider.initiate_session(session)
+        stripe_provider.initiate_session(session, idempotency_key=f"{session.session_id}:initiate")
+    result = stripe_provider.initiate_session(
+        session, idempotency_key=f"{session.session_id}:initiate"
+    )
 
     assert lost.value.kind is ProviderErrorKind.UNAVAILABLE
     assert list(stripe_server.intents) == [result.data["id"]]
@@ -564,7 +571,7 @@ def test_stripe_out_of_reach_is_unavailable(stripe_server: FakeStripe, settings)
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{closed_port()}"
 
     with pytest.raises(ProviderError) as unreachable:
-        get_provider("stripe").initiate_session(new_session())
+        get_provider("stripe").initiate_session(new_session(), idempotency_key="initiate-key")
 
     assert unreachable.value.kind is ProviderErrorKind.UNAVAILABLE
 
@@ -573,7 +580,7 @@ def test_a_wrong_api_key_is_refused(stripe_server: FakeStripe, settings) -> None
     settings.STRIPE_API_KEY = "sk_test_wrong"
 
     with pytest.raises(ProviderError) as refused:
-        get_provider("stripe").initiate_session(new_session())
+        get_provider("stripe").initiate_session(new_session(), idempotency_key="initiate-key")
 
     assert refused.value.kind is ProviderErrorKind.OTHER
     assert stripe_server.intents == {}
@@ -583,7 +590,7 @@ def test_no_api_key_is_a_configuration_error(stripe_server: FakeStripe, settings
     settings.STRIPE_API_KEY = ""
 
     with pytest.raises(ImproperlyConfigured):
-        get_provider("stripe").initiate_session(new_session())
+        get_provider("stripe").initiate_session(new_session(), idempotency_key="initiate-key")
 
 
 # Currencies ----------------------------------------------------------------------------
@@ -723,7 +730,7 @@ def test_webhook_state_rereads_the_intent_and_its_refunds(
     payment = authorized(stripe_provider, stripe_server)
     intent_id = payment.data["id"]
     # A stale event (the intent was captured and refunded since) still yields today's state.
-    stale = WebhookEvent(
+    stale = VerifiedEvent(
         event_id="evt_1",
         type="payment_intent.amount_capturable_updated",
         payload={"data": {"object": {"id": intent_id, "status": "requires_capture"}}},
@@ -741,13 +748,13 @@ def test_webhook_state_rereads_the_intent_and_its_refunds(
     )
     assert (state.amount_authorized, state.amount_captured) == (1000, 600)
     assert state.refunds == (RemoteRefund(provider_reference=refund["id"], amount=100),)
-    charge_event = WebhookEvent(
+    charge_event = VerifiedEvent(
         event_id="evt_2",
         type="charge.refunded",
         payload={"data": {"object": {"payment_intent": intent_id}}},
     )
     assert stripe_provider.webhook_state(charge_event) == state
-    assert stripe_provider.webhook_state(WebhookEvent("evt_3", "customer.created", {})) is None
+    assert stripe_provider.webhook_state(VerifiedEvent("evt_3", "customer.created", {})) is None
     stripe_provider.refund(
         payment, amount=50, reason=RefundReason.RETURN, idempotency_key="ref_ours"
     )

@@ -4,11 +4,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from payments import errors
-from payments.services import (
+from payments.services.ledger import (
+    operations_stuck,
     payment_rebuild_from_ledger,
     payments_reconcile,
-    payments_resume_pending,
 )
+from payments.services.recovery import operations_refresh_pending, operations_resume_due
 
 
 class Command(BaseCommand):
@@ -21,17 +22,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--resume-pending",
             action="store_true",
-            help="First settle captures, refunds and cancels whose answer was lost, by "
-            "asking the provider again with the same idempotency key.",
+            help="First do what the worker does: ask again, under their own keys, for "
+            "operations whose outcome is unknown (no live attempt holds them), and re-read "
+            "those the provider settles later.",
         )
         parser.add_argument(
             "--older-than",
             type=int,
-            default=60,
+            default=3600,
             metavar="SECONDS",
-            help="Only resume operations pending for longer than this (default 60). A "
-            "capture or cancel is taken over only once it has been pending longer than "
-            "IDEMPOTENCY_LOCK_LEASE_SECONDS, so a live request is never raced.",
+            help="Report operations still open after this long (default 3600).",
         )
         parser.add_argument(
             "--fix",
@@ -41,10 +41,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["resume_pending"]:
-            for outcome in payments_resume_pending(
-                older_than=timedelta(seconds=options["older_than"])
-            ):
-                self.stdout.write(f"{outcome.subject} {outcome.operation}: {outcome.result}")
+            for operation in [*operations_resume_due(), *operations_refresh_pending()]:
+                self.stdout.write(f"{operation.id} {operation.type}: {operation.status}")
+        for operation in operations_stuck(older_than=timedelta(seconds=options["older_than"])):
+            self.stdout.write(
+                f"{operation.id} {operation.type} of {operation.payment_id or operation.session_id}"
+                f" still {operation.status} since {operation.created_at:%Y-%m-%d %H:%M:%S}"
+            )
         found = payments_reconcile()
         for discrepancy in found:
             details = ", ".join(

@@ -1,0 +1,38 @@
+"""What the worker sweeps for, bounded and on indexed columns: operations whose outcome
+nobody knows, and operations the provider settles later. Each sweep is safe to run twice,
+on two workers at once, or never (the next one finds what this one missed)."""
+
+from __future__ import annotations
+
+from payments.models import MONEY_MOVEMENTS, OperationType, PaymentOperation
+from payments.services.actors import SYSTEM, Actor
+from payments.services.operations import lease_free, operation_refresh, operation_resume
+
+Status = PaymentOperation.Status
+
+
+def operations_resume_due(*, limit: int = 100, actor: Actor = SYSTEM) -> list[PaymentOperation]:
+    """Ask again, under their own keys, for money movements and releases that are
+    `unknown`, or `requested` by an attempt whose lease lapsed (its process died)."""
+    due = (
+        PaymentOperation.objects.filter(
+            status__in=PaymentOperation.UNRESOLVED,
+            type__in=[*MONEY_MOVEMENTS, OperationType.RELEASE],
+        )
+        .filter(lease_free())
+        .order_by("created_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    return [operation_resume(operation_id=op_id, actor=actor) for op_id in list(due)]
+
+
+def operations_refresh_pending(
+    *, limit: int = 100, actor: Actor = SYSTEM
+) -> list[PaymentOperation]:
+    """Re-read operations the provider took and settles later."""
+    pending = (
+        PaymentOperation.objects.filter(status=Status.PENDING, payment__isnull=False)
+        .order_by("created_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    return [operation_refresh(operation_id=op_id, actor=actor) for op_id in list(pending)]
