@@ -211,7 +211,8 @@ def operation_settle(
                 sender=Payment,
                 payment=payment,
                 operation=operation.type,
-                success=operation.status != Status.FAILED,
+                # Refused or unknown: whatever follows the payment needs a person's eye.
+                success=operation.status in (Status.SUCCEEDED, Status.PENDING),
             )
     return operation
 

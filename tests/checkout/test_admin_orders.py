@@ -14,10 +14,11 @@ from tests.backoffice import admin_client, admin_post, pay_cart, place_order, re
 
 pytestmark = pytest.mark.django_db
 
-# Authentication, the page of orders, its items, payments, refunds, swaps, their payments,
-# and the events of all their carts: the same whatever the page holds.
-LIST_QUERIES = 8
-DETAIL_QUERIES = 8
+# Authentication, the page of orders, its items, payments (with their refunds and
+# operations), refunds, swaps, their payments (with theirs), and the events of all their
+# carts: the same whatever the page holds.
+LIST_QUERIES = 12
+DETAIL_QUERIES = 12
 
 
 @pytest.fixture

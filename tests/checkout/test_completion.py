@@ -17,7 +17,7 @@ from checkout.completion import recovery_point_committed
 from checkout.models import Cart, LineItem, Order
 from payments import errors
 from payments.idempotency import Lease, fingerprint, idempotency_key_advance
-from payments.models import IdempotencyKey, Payment, PaymentEvent, PaymentSession
+from payments.models import IdempotencyKey, Payment, PaymentEvent, PaymentOperation, PaymentSession
 from providers.test.models import LedgerEntry
 from tests.checkout.conftest import Storefront
 
@@ -409,6 +409,10 @@ def test_a_worker_that_died_after_the_authorization_but_before_its_payment_is_fi
     monkeypatch.undo()
     assert crashed.status_code == 500
     assert authorizations(cart_id) == 1 and not Payment.objects.exists()
+    # The dead process's authorization is still `requested`; its lease lapses.
+    PaymentOperation.objects.filter(type="authorize").update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
 
     call_command("complete_stalled_checkouts", "--older-than", "0", stdout=StringIO())
 

@@ -8,8 +8,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 
-from payments.models import Payment, Refund
+from payments.models import Payment, PaymentOperation, Refund
 from payments.services import (
     SYSTEM,
     payment_cancel,
@@ -101,34 +102,41 @@ def test_resume_pending_settles_a_refund_whose_answer_was_lost(flaky, product):
     FlakyProvider.lose.add("refund")
     with pytest.raises(Exception, match="outcome is unknown"):
         payment_refund(payment_id=payment.id, amount=500, reason="other", actor=SYSTEM)
-    Refund.objects.update(created_at=Refund.objects.get().created_at - timedelta(minutes=5))
+    operation = PaymentOperation.objects.get(type="refund")
 
     output, clean = reconcile("--resume-pending")
 
     assert clean
-    assert "refund: settled" in output
+    assert f"{operation.id} refund: succeeded" in output
     payment.refresh_from_db()
     assert payment.amount_refunded == 500
     assert Refund.objects.get().status == "succeeded"
     assert [e.amount for e in remote("refund")] == [500]
 
 
-def test_resume_pending_takes_over_a_capture_left_pending_by_a_vanished_client(flaky, product):
+def test_resume_pending_takes_over_a_capture_whose_process_died_mid_call(flaky, product):
     order = place_order(region=flaky, items=[(product, 2)], provider="flaky")
     payment = Payment.objects.get(order_id=order["id"])
     FlakyProvider.lose.add("capture")
     with pytest.raises(Exception, match="outcome is unknown"):
         payment_capture(payment_id=payment.id, amount=1000, actor=SYSTEM, request_key="gone")
+    # As if the process had died during the call: still `requested`, its lease held.
+    operation = PaymentOperation.objects.get(type="capture")
+    PaymentOperation.objects.filter(pk=operation.pk).update(
+        status="requested", lease_until=timezone.now() + timedelta(minutes=1)
+    )
     with pytest.raises(Exception, match="in progress"):
         payment_capture(payment_id=payment.id, actor=SYSTEM)  # a racing request waits
-    Payment.objects.filter(pk=payment.id).update(
-        pending_since=Payment.objects.get(pk=payment.id).pending_since - timedelta(minutes=5)
+    output, _ = reconcile("--resume-pending")
+    assert f"{operation.id} capture" not in output  # nobody takes over a live attempt
+    PaymentOperation.objects.filter(pk=operation.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
     )
 
     output, clean = reconcile("--resume-pending")
 
     assert clean
-    assert f"{payment.id} capture: settled" in output
+    assert f"{operation.id} capture: succeeded" in output
     payment.refresh_from_db()
-    assert (payment.amount_captured, payment.pending_operation) == (1000, "")
+    assert (payment.amount_captured, payment.open_operations()) == (1000, [])
     assert [e.amount for e in remote("capture")] == [1000]

@@ -630,7 +630,9 @@ def test_a_three_decimal_amount_stripe_cannot_take_is_refused_before_calling_it(
     stripe_provider: StripeProvider, stripe_server: FakeStripe
 ) -> None:
     with pytest.raises(ProviderError) as refused:
-        stripe_provider.initiate_session(new_session(amount=12345, currency="kwd"))
+        stripe_provider.initiate_session(
+            new_session(amount=12345, currency="kwd"), idempotency_key="kwd:initiate"
+        )
 
     assert refused.value.kind is ProviderErrorKind.INVALID
     assert stripe_server.requests == []
@@ -746,7 +748,7 @@ def test_webhook_state_rereads_the_intent_and_its_refunds(
         SessionStatus.AUTHORIZED,
         intent_id,
     )
-    assert (state.amount_authorized, state.amount_captured) == (1000, 600)
+    assert state.amount_captured == 600
     assert state.refunds == (RemoteRefund(provider_reference=refund["id"], amount=100),)
     charge_event = VerifiedEvent(
         event_id="evt_2",

@@ -16,7 +16,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--older-than", type=int, default=60, help="seconds since the key was first used"
+            "--older-than", type=int, default=60, help="seconds since the authorization was asked"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
