@@ -35,7 +35,9 @@ WebhookAnswer = inline_serializer(
     name="WebhookAnswer",
     fields={
         "id": serializers.CharField(help_text="The stored event."),
-        "processed": serializers.BooleanField(help_text="False for a repeated delivery."),
+        "received": serializers.BooleanField(
+            help_text="Stored (once per event id) and queued for the worker."
+        ),
     },
 )
 

@@ -40,13 +40,33 @@ class LineItemSerializer(serializers.ModelSerializer):
         fields = ["id", "product_id", "title", "unit_price", "quantity", "total"]
 
 
-class NextActionSerializer(serializers.Serializer):
-    """What the customer must do before the session can be authorized."""
+class RedirectAction(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["redirect"])
+    url = serializers.CharField(help_text="The provider's page (approval, 3-D Secure).")
 
-    type = serializers.ChoiceField(choices=["redirect", "use_stripe_sdk", "klarna_widget"])
-    url = serializers.URLField(required=False, help_text="redirect: the page to send them to.")
-    client_secret = serializers.CharField(required=False, help_text="use_stripe_sdk")
-    client_token = serializers.CharField(required=False, help_text="klarna_widget")
+
+class StripeSdkAction(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["use_stripe_sdk"])
+    client_secret = serializers.CharField(help_text="For Stripe.js to confirm the intent.")
+
+
+class KlarnaWidgetAction(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["klarna_widget"])
+    client_token = serializers.CharField(help_text="For Klarna's widget in the browser.")
+
+
+# What the customer must do before the session can be authorized; `type` says which.
+NextActionSerializer = PolymorphicProxySerializer(
+    component_name="NextAction",
+    serializers={
+        "redirect": RedirectAction,
+        "use_stripe_sdk": StripeSdkAction,
+        "klarna_widget": KlarnaWidgetAction,
+    },
+    resource_type_field_name="type",
+    many=False,
+    allow_null=True,
+)
 
 
 class PaymentSessionSerializer(serializers.ModelSerializer):
@@ -67,7 +87,7 @@ class PaymentSessionSerializer(serializers.ModelSerializer):
             "payment_authorized_at",
         ]
 
-    @extend_schema_field(NextActionSerializer(allow_null=True))
+    @extend_schema_field(NextActionSerializer)
     def get_next_action(self, session: PaymentSession) -> dict[str, str] | None:
         return session.next_action
 

@@ -84,6 +84,9 @@ def stripe_event(event_type: str) -> tuple[str, dict[str, str]]:
     return body, {"Stripe-Signature": f"t={now},v1={signature}"}
 
 
+NOT_YET_ANSWERED = {"KlarnaWidgetAction"}
+
+
 @pytest.fixture
 def answers(region, product, stripe_server) -> Iterator[list[Answer]]:  # type: ignore[no-untyped-def]
     """Every answer of a walk through both APIs and a webhook."""
@@ -189,7 +192,13 @@ def answers(region, product, stripe_server) -> Iterator[list[Answer]]:  # type: 
     boss("get", "/api/admin/products", 200)
     Recorder(APIClient())("get", "/api/admin/products", 401)
 
-    factories.RegionFactory(providers=["stripe"])
+    stripe_region = factories.RegionFactory(
+        currency_code=region.currency_code, providers=["stripe"]
+    )
+    card = store("post", "/api/store/carts", 201, {"region_id": stripe_region.id})["id"]
+    store("post", items, 200, {"product_id": product.id, "quantity": 1}, id=card)
+    sessions = store("post", "/api/store/carts/{id}/payment-sessions", 200, id=card)
+    assert sessions["payment_sessions"][0]["next_action"]["type"] == "use_stripe_sdk"
     hooks = Recorder(APIClient())
     event, signature = stripe_event("customer.created")  # nothing to do for it
     hooks("post", "/api/hooks/stripe", 200, event, headers=signature)
@@ -310,7 +319,8 @@ def test_every_answer_matches_its_documented_schema_strictly(schema, answers):  
 
     assert walk.problems == []
     # The walk met every object an answer can hold, so each was checked at least once.
-    assert _response_components(schema) - walk.met == set()
+    # Klarna's widget (issue 14) has no provider yet to answer with it.
+    assert _response_components(schema) - walk.met - NOT_YET_ANSWERED == set()
 
 
 def test_response_components_list_every_property_as_required(schema):  # type: ignore[no-untyped-def]
