@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 SCREENSHOTS := test-artifacts/screenshots
 
-.PHONY: install run test lint postgres browser bench soak
+.PHONY: install run test lint postgres redis browser bench soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ install: $(STAMP)
 # The demo names the sandbox `test` provider, which no deployment gets unless it names it.
 RUN_ENV := DEBUG=true PAYMENT_PROVIDERS=manual,test
 
-run: install
+run: install redis
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 	$(RUN_ENV) $(BIN)/python manage.py register_providers
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
@@ -30,7 +30,25 @@ run: install
 	@echo "  Back office:     http://127.0.0.1:8000/admin/  (login: the operator line printed above by seed_demo)"
 	@echo "  API docs:        http://127.0.0.1:8000/api/docs/"
 	@echo
-	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+	@# The worker and its scheduler beside the web server; both stop together.
+	$(RUN_ENV) $(BIN)/celery -A config worker --beat --schedule .celerybeat-schedule \
+		--loglevel INFO & worker=$$!; trap "kill $$worker 2>/dev/null" EXIT; \
+		$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# The worker's broker (REDIS_URL): start the local Redis if it is down, installing Debian's
+# redis-server first when it is missing (CI runs as root).
+redis:
+	@if ! $(BIN)/python -c "import redis, os; redis.Redis.from_url(os.environ.get('REDIS_URL', 'redis://127.0.0.1:6379/0'), socket_connect_timeout=1).ping()" 2>/dev/null; then \
+		if ! command -v redis-server >/dev/null; then \
+			echo "installing redis-server"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -q redis-server >/dev/null 2>&1 \
+				|| (apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null); \
+		fi; \
+		echo "starting Redis"; \
+		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; \
+		for i in $$(seq 1 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.2; done; \
+	fi
 
 # PostgreSQL is what the suite runs on: start the local cluster if it is installed but down.
 postgres:
@@ -54,7 +72,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy config payments checkout providers
 
-test: install postgres browser lint
+test: install postgres redis browser lint
 	$(BIN)/pytest
 	@echo "Browser screenshots: $(CURDIR)/$(SCREENSHOTS)"
 

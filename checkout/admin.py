@@ -32,7 +32,13 @@ from payments.admin import ReadOnlyAdmin, money_column
 from payments.api.idempotent import idempotent_response
 from payments.audit import staff_action_log
 from payments.idempotency import IdempotentRequest, fingerprint
-from payments.models import Payment, PaymentEvent, PaymentProvider, Refund, WebhookEvent
+from payments.models import (
+    Payment,
+    PaymentOperation,
+    PaymentProvider,
+    Refund,
+    WebhookEvent,
+)
 from payments.money import MAX_AMOUNT, currency_exponent, format_money, to_major
 from payments.services import Actor, payment_cancel, payment_capture, payment_refund
 
@@ -280,7 +286,41 @@ class OrderAdmin(admin.ModelAdmin):
         rows = getattr(order, "payment_rows", None) or order.payments.all()
         return format_money(sum(p.amount_refunded for p in rows), order.currency_code)
 
-    # The order page: payments with their buttons, refunds, swaps, the event timeline.
+    # The order page: payments with their buttons, refunds, swaps, the timeline.
+
+
+OPERATION_WORDS = {
+    "initiate": "Payment session opened",
+    "update": "Payment session updated",
+    "authorize": "Payment authorized",
+    "capture": "Captured",
+    "refund": "Refunded",
+    "cancel": "Authorization canceled",
+    "release": "Unused payment session released",
+}
+STATUS_WORDS = {
+    "requested": "Sent; waiting for the provider's answer",
+    "pending": "Accepted by the provider; it settles later",
+    "succeeded": "Done",
+    "failed": "Refused by the provider",
+    "unknown": "Answer lost; the worker asks the provider again",
+}
+ACTOR_WORDS = {"storefront": "Customer", "system": "Worker", "webhook": "Provider notice"}
+
+
+def operation_in_words(operation: PaymentOperation, currency_code: str) -> dict[str, str]:
+    """One timeline line as an operator reads it, not as the code names it."""
+    return {
+        "when": f"{operation.created_at:%Y-%m-%d %H:%M:%S} UTC",
+        "who": ACTOR_WORDS.get(operation.actor, operation.actor),
+        "what": OPERATION_WORDS.get(operation.type, operation.type),
+        "provider": operation.provider_id,
+        "amount": format_money(operation.amount, currency_code) if operation.amount else "",
+        "status": operation.status,
+        "result": STATUS_WORDS.get(operation.status, operation.status),
+        "error": operation.error if operation.status == "failed" else "",
+        "reference": operation.provider_reference,
+    }
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
@@ -319,8 +359,8 @@ class OrderAdmin(admin.ModelAdmin):
                 for s in Swap.objects.filter(order=order).order_by("created_at")
             ],
             "timeline": [
-                (event, format_money(event.amount, order.currency_code) if event.amount else "")
-                for event in PaymentEvent.objects.filter(
+                operation_in_words(operation, order.currency_code)
+                for operation in PaymentOperation.objects.filter(
                     Q(payment__in=payments) | Q(cart_id=order.cart_id)
                 ).order_by("created_at", "id")
             ],

@@ -77,7 +77,8 @@ def test_an_operator_enables_a_provider_captures_and_refunds_and_sees_the_timeli
     timeline = browser.find_element(By.ID, "timeline").text
     browser.execute_script("document.getElementById('payments-module').scrollIntoView()")
     screenshot("backoffice-4-order-timeline")
-    assert "capture" in timeline and "refund" in timeline and "operator" in timeline
+    assert "Captured" in timeline and "Refunded" in timeline and "operator" in timeline
+    assert "Payment authorized" in timeline and "Customer" in timeline
     assert "€60.00" in timeline and "€15.00" in timeline
     payment = Payment.objects.get(order_id=order_id)
     assert (payment.amount_captured, payment.amount_refunded) == (6000, 1500)

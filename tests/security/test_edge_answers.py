@@ -18,9 +18,9 @@ from django.test import Client, TestCase
 from django.urls import reverse
 
 from checkout.models import Order
+from payments.errors import ProviderUnavailable
 from payments.models import WebhookEvent
 from payments.providers_sync import providers_sync
-from payments.errors import ProviderUnavailable
 from tests.backoffice import admin_client, staff_user
 from tests.providers.stripe_fake import WEBHOOK_SECRET
 from tests.security.conftest import site_client
