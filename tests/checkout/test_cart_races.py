@@ -46,12 +46,13 @@ def test_a_cart_change_racing_its_completion_never_orders_a_released_authorizati
         cart_id = store.cart_ready(region, product, data={"delay_ms": delay_ms})
         add = {"product_id": product.id, "quantity": 1}
 
-        completed, changed = race(
-            lambda cart_id=cart_id: Storefront().complete(cart_id, key=f"k{attempt}").status_code,
-            lambda cart_id=cart_id: (
-                Storefront().post(f"carts/{cart_id}/line-items", add).status_code
-            ),
-        )
+        def complete(cart_id: str = cart_id, key: str = f"k{attempt}") -> int:
+            return Storefront().complete(cart_id, key=key).status_code
+
+        def change(cart_id: str = cart_id, body: dict[str, object] = add) -> int:
+            return Storefront().post(f"carts/{cart_id}/line-items", body).status_code
+
+        completed, changed = race(complete, change)
 
         outcomes.add((completed, changed))
         assert (completed, changed) in {(200, 409), (409, 200), (200, 200)}, (completed, changed)
