@@ -220,6 +220,42 @@ class PaymentProviderFilter(admin.SimpleListFilter):
         return queryset
 
 
+# The order page's timeline, in an operator's words.
+
+OPERATION_WORDS = {
+    "initiate": "Payment session opened",
+    "update": "Payment session updated",
+    "authorize": "Payment authorized",
+    "capture": "Captured",
+    "refund": "Refunded",
+    "cancel": "Authorization canceled",
+    "release": "Unused payment session released",
+}
+STATUS_WORDS = {
+    "requested": "Sent; waiting for the provider's answer",
+    "pending": "Accepted by the provider; it settles later",
+    "succeeded": "Done",
+    "failed": "Refused by the provider",
+    "unknown": "Answer lost; the worker asks the provider again",
+}
+ACTOR_WORDS = {"storefront": "Customer", "system": "Worker", "webhook": "Provider notice"}
+
+
+def operation_in_words(operation: PaymentOperation, currency_code: str) -> dict[str, str]:
+    """One timeline line as an operator reads it, not as the code names it."""
+    return {
+        "when": f"{operation.created_at:%Y-%m-%d %H:%M:%S} UTC",
+        "who": ACTOR_WORDS.get(operation.actor, operation.actor),
+        "what": OPERATION_WORDS.get(operation.type, operation.type),
+        "provider": operation.provider_id,
+        "amount": format_money(operation.amount, currency_code) if operation.amount else "",
+        "status": operation.status,
+        "result": STATUS_WORDS.get(operation.status, operation.status),
+        "error": operation.error if operation.status == "failed" else "",
+        "reference": operation.provider_reference,
+    }
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = [
@@ -287,40 +323,6 @@ class OrderAdmin(admin.ModelAdmin):
         return format_money(sum(p.amount_refunded for p in rows), order.currency_code)
 
     # The order page: payments with their buttons, refunds, swaps, the timeline.
-
-
-OPERATION_WORDS = {
-    "initiate": "Payment session opened",
-    "update": "Payment session updated",
-    "authorize": "Payment authorized",
-    "capture": "Captured",
-    "refund": "Refunded",
-    "cancel": "Authorization canceled",
-    "release": "Unused payment session released",
-}
-STATUS_WORDS = {
-    "requested": "Sent; waiting for the provider's answer",
-    "pending": "Accepted by the provider; it settles later",
-    "succeeded": "Done",
-    "failed": "Refused by the provider",
-    "unknown": "Answer lost; the worker asks the provider again",
-}
-ACTOR_WORDS = {"storefront": "Customer", "system": "Worker", "webhook": "Provider notice"}
-
-
-def operation_in_words(operation: PaymentOperation, currency_code: str) -> dict[str, str]:
-    """One timeline line as an operator reads it, not as the code names it."""
-    return {
-        "when": f"{operation.created_at:%Y-%m-%d %H:%M:%S} UTC",
-        "who": ACTOR_WORDS.get(operation.actor, operation.actor),
-        "what": OPERATION_WORDS.get(operation.type, operation.type),
-        "provider": operation.provider_id,
-        "amount": format_money(operation.amount, currency_code) if operation.amount else "",
-        "status": operation.status,
-        "result": STATUS_WORDS.get(operation.status, operation.status),
-        "error": operation.error if operation.status == "failed" else "",
-        "reference": operation.provider_reference,
-    }
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None

@@ -32,18 +32,29 @@ from payments.services.operations import operation_refresh
 from providers.base import ProviderError, RemotePaymentState, SessionStatus, VerifiedEvent
 
 
-def webhook_receive(*, provider_id: str, headers: dict[str, str], body: bytes) -> WebhookEvent:
-    """Verify the signature, then store the event once per provider event id, due for the
-    worker now. The caller queues it once this commits (a lost message is found by the
-    worker's sweep of due events).
-
-    Raises InvalidData (400) for a bad or missing signature: nothing is stored then.
-    """
-    provider = installed_provider(provider_id)
+def webhook_verify(*, provider_id: str, headers: dict[str, str], body: bytes) -> VerifiedEvent:
+    """Check the event with its provider, outside any transaction (PayPal verifies by
+    asking PayPal). Raises NotFound for a provider that is not installed, InvalidData
+    (400) for a bad or missing signature or a body that is not the provider's event, and
+    ProviderUnavailable (503) when the provider could not say."""
+    ensure_outside_transaction()
     try:
-        event = provider.verify_webhook(headers=headers, body=body)
+        provider = installed_provider(provider_id)
+    except errors.ProviderNotAvailable:
+        raise errors.NotFound("No such payment provider.") from None
+    try:
+        return provider.verify_webhook(headers=headers, body=body)
     except ProviderError as error:
+        if error.outcome_unknown:
+            raise errors.ProviderUnavailable(
+                f"The event could not be verified now: {error.message}"
+            ) from error
         raise errors.InvalidData(f"Webhook refused: {error.message}") from error
+
+
+def webhook_store(*, provider_id: str, event: VerifiedEvent, body: bytes) -> WebhookEvent:
+    """Store a verified event once per provider event id, due for the worker now; the
+    caller queues it when this commits (a lost message is found by the worker's sweep)."""
     record, _ = WebhookEvent.objects.get_or_create(
         provider_id=provider_id,
         event_id=event.event_id,

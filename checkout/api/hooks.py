@@ -17,7 +17,7 @@ from checkout.tasks import webhook_process
 from payments import bounded_json, errors
 from payments.api.fields import error_responses
 from payments.tasks import enqueue_on_commit
-from payments.webhooks import webhook_receive
+from payments.webhooks import webhook_store, webhook_verify
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class WebhookView(APIView):
     @extend_schema(
         # The provider's own event, read as raw bytes for its signature.
         request={"application/json": OpenApiTypes.OBJECT},
-        responses={200: WebhookAnswer, **error_responses(400, 404)},
+        responses={200: WebhookAnswer, **error_responses(400, 404, 503)},
     )
     def post(self, request: Request, provider_id: str) -> Response:
         """Verify, store and queue in one go, and answer at once: processing (which
@@ -64,13 +64,9 @@ class WebhookView(APIView):
             bounded_json.loads(body)
         except bounded_json.JSONRefused as error:
             raise errors.InvalidData(f"Webhook refused: {error.message}") from None
+        event = webhook_verify(provider_id=provider_id, headers=dict(request.headers), body=body)
         with transaction.atomic():
-            try:
-                record = webhook_receive(
-                    provider_id=provider_id, headers=dict(request.headers), body=body
-                )
-            except errors.ProviderNotAvailable:
-                raise errors.NotFound("No such payment provider.") from None
+            record = webhook_store(provider_id=provider_id, event=event, body=body)
             if record.status != record.Status.PROCESSED:
                 enqueue_on_commit(webhook_process, record.pk)
         return Response({"id": record.pk, "received": True})

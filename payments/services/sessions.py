@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +37,7 @@ from payments.services.operations import (
 from providers.base import (
     AuthorizationResult,
     OperationResult,
+    PaymentProviderBase,
     ProviderError,
     ProviderErrorKind,
     SessionResult,
@@ -61,7 +62,7 @@ def _session_call(
     type: str,
     key: str,
     actor: Actor,
-    call: Any,
+    call: Callable[[PaymentProviderBase], SessionResult],
     amount: int | None = None,
 ) -> SessionResult:
     """Write the call down (or take over its earlier attempt under the same key), send it,
@@ -87,15 +88,13 @@ def _session_call(
         pass  # sent and answered already: sending again only re-reads the remote session
     elif operation_claim(operation.id) is None:
         raise errors.InvalidState("This session is being changed; retry.")
-    outcome = provider_send(operation, call)
-    settled: OperationResult | ProviderError = (
-        outcome if isinstance(outcome, ProviderError) else OperationResult(amount=amount or 0)
-    )
-    if isinstance(outcome, SessionResult):
-        settled = OperationResult(
-            amount=amount or 0, raw=outcome.raw, request_id=outcome.request_id
-        )
+    outcome: SessionResult | ProviderError = provider_send(operation, call)
     if operation.is_open:
+        settled = (
+            outcome
+            if isinstance(outcome, ProviderError)
+            else OperationResult(amount=amount or 0, raw=outcome.raw, request_id=outcome.request_id)
+        )
         operation_settle(operation.id, settled, actor=actor)
     if isinstance(outcome, ProviderError):
         raise outcome

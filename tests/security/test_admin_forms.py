@@ -60,7 +60,7 @@ def test_an_unbounded_amount_is_refused_at_once_without_an_error_page(order, act
 
     assert answer.status_code == 200  # the page again, with the field's error
     assert answer.context["form"].errors["amount"]
-    assert elapsed < 2
+    assert elapsed < 10  # was 31 s before the bound; generous for a loaded machine
     payment = Payment.objects.get(order=order)
     assert (payment.amount_captured, payment.amount_refunded) == (0, 0)
 
