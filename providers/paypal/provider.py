@@ -62,8 +62,12 @@ DECLINE_ISSUES = frozenset(
 )
 # A void of what is void already: the outcome asked for.
 VOIDED_ISSUES = frozenset({"PREVIOUSLY_VOIDED", "AUTHORIZATION_VOIDED"})
+# A capture refunded since is still a capture that took effect.
+CAPTURED = frozenset({"COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED"})
 SETTLED = {
     "COMPLETED": OperationStatus.SUCCEEDED,
+    "PARTIALLY_REFUNDED": OperationStatus.SUCCEEDED,
+    "REFUNDED": OperationStatus.SUCCEEDED,
     "PENDING": OperationStatus.PENDING,
     "DECLINED": OperationStatus.FAILED,
     "FAILED": OperationStatus.FAILED,
@@ -443,7 +447,7 @@ class PayPalProvider(PaymentProviderBase):
         session_id = unit.get("custom_id")
         if not isinstance(session_id, str) or not session_id.startswith("ps_"):
             return None  # not one of ours
-        captured = [c for c in payments_of(order, "captures") if c.get("status") == "COMPLETED"]
+        captured = [c for c in payments_of(order, "captures") if c.get("status") in CAPTURED]
         refunds = [r for r in payments_of(order, "refunds") if r.get("status") == "COMPLETED"]
         return RemotePaymentState(
             session_id=session_id,
@@ -492,7 +496,7 @@ class PayPalProvider(PaymentProviderBase):
             return capture_id
         order = self._order(order_id_of(payment.data)).body
         for capture in payments_of(order, "captures"):
-            if capture.get("status") == "COMPLETED":
+            if capture.get("status") in CAPTURED:
                 return str(capture["id"])
         raise ProviderError(ProviderErrorKind.OTHER, "The PayPal payment has no capture.")
 
