@@ -18,7 +18,7 @@ from django.test import Client, TestCase
 from django.utils import timezone
 
 from checkout.models import Order
-from payments.models import Payment, PaymentOperation, PaymentSession, WebhookEvent
+from payments.models import Payment, PaymentOperation, PaymentSession, Refund, WebhookEvent
 from tests import factories
 from tests.backoffice import admin_client, admin_post, staff_user
 from tests.checkout.conftest import Storefront
@@ -377,6 +377,56 @@ def test_a_forged_or_unsigned_webhook_is_400_and_changes_nothing(
     assert paypal_server.authorizations == {}
     # Only the forged one reached PayPal's verification: the unsigned had nothing to check.
     assert len(paypal_server.operations("webhooks.verify")) == 1
+
+
+@pytest.mark.parametrize("event_type", ["PAYMENT.CAPTURE.REFUNDED", "PAYMENT.CAPTURE.REVERSED"])
+def test_a_refund_or_reversal_made_at_paypal_shows_up_as_a_refund(
+    store, paypal_server, paypal_region, product, operator, event_type
+):
+    payment_id = paid_order(store, paypal_server, paypal_region, product)["payments"][0]["id"]
+    assert admin_post(operator, f"payments/{payment_id}/capture", {}).status_code == 200
+    [capture_id] = paypal_server.captures
+    outside = paypal_server.refund_outside(capture_id, "10.00")
+
+    delivered = deliver(event_type, {"id": outside["id"], "status": "COMPLETED"})
+
+    assert delivered.status_code == 200
+    payment = Payment.objects.get(pk=payment_id)
+    assert payment.amount_refunded == 1000
+    refund = Refund.objects.get(payment_id=payment_id)
+    assert (refund.amount, refund.provider_reference) == (1000, outside["id"])
+    assert Order.objects.get(pk=payment.order_id).payment_status == "partially_refunded"
+
+
+def test_a_pending_capture_paypal_denies_leaves_the_payment_uncaptured(
+    store, paypal_server, paypal_region, product, operator
+):
+    payment_id = paid_order(store, paypal_server, paypal_region, product)["payments"][0]["id"]
+    paypal_server.fail_next("authorizations.capture", Fault.PENDING)
+    assert admin_post(operator, f"payments/{payment_id}/capture", {}).status_code == 200
+    [capture_id] = paypal_server.captures
+    paypal_server.settle(capture_id, "DECLINED")
+
+    delivered = deliver("PAYMENT.CAPTURE.DENIED", {"id": capture_id})
+
+    assert delivered.status_code == 200
+    payment = Payment.objects.get(pk=payment_id)
+    assert (payment.amount_captured, payment.captured_at) == (0, None)
+    operation = PaymentOperation.objects.get(payment_id=payment_id, type="capture")
+    assert operation.status == "failed"
+
+
+def test_an_authorization_voided_at_paypal_cancels_the_payment(
+    store, paypal_server, paypal_region, product
+):
+    payment_id = paid_order(store, paypal_server, paypal_region, product)["payments"][0]["id"]
+    [authorization_id] = paypal_server.authorizations
+    paypal_server.void_outside(authorization_id)
+
+    delivered = deliver("PAYMENT.AUTHORIZATION.VOIDED", {"id": authorization_id})
+
+    assert delivered.status_code == 200
+    assert Payment.objects.get(pk=payment_id).canceled_at is not None
 
 
 @pytest.mark.django_db  # the test's own transaction: the worker's task is queued, not run

@@ -11,8 +11,8 @@ replayed too, as PayPal does, but noted in `key_reuses` so a test can tell our k
 
 Tests play the buyer and PayPal's back office through control endpoints under `/_fake/`
 (over HTTP, as a browser or PayPal would): `buyer_approves` (with a funding source that
-works or is declined), `settle` a pending capture or refund, `refund_outside` (PayPal's
-dashboard), `revoke_tokens`, and `fail_next` to inject a fault (500 before processing, the
+works or is declined), `settle` a pending capture or refund, `refund_outside` and `void_outside`
+(PayPal's dashboard), `revoke_tokens`, and `fail_next` to inject a fault (500 before processing, the
 answer dropped after processing, a delay). `GET /checkoutnow?token=…` is the approval page:
 it approves and redirects to the order's return_url. What took effect is readable in
 `orders`, `authorizations`, `captures` and `refunds`; `requests` lists every request to a
@@ -325,6 +325,10 @@ class FakePayPal:
     def refund_outside(self, capture_id: str, value: str) -> Any:
         """A refund made in PayPal's dashboard: our application never asked for it."""
         return self._control(f"/_fake/captures/{capture_id}/refund", {"value": value})
+
+    def void_outside(self, authorization_id: str) -> Any:
+        """An authorization voided in PayPal's dashboard."""
+        return self._control(f"/_fake/authorizations/{authorization_id}/void", {})
 
     def revoke_tokens(self) -> Any:
         return self._control("/_fake/tokens/revoke", {})
@@ -776,6 +780,8 @@ class FakePayPal:
                 ]
                 amount = {"currency_code": currency, "value": body["value"]}
                 return answer(201, self._refund({"amount": amount}, match["id"]))
+            if match := re.fullmatch(rf"/_fake/authorizations/{ID}/void", path):
+                return answer(200, self._void({}, match["id"]))
             if path == "/_fake/tokens/revoke":
                 self._tokens.clear()
                 return answer(200, {"revoked": True})
