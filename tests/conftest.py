@@ -23,5 +23,10 @@ def product(region):  # type: ignore[no-untyped-def]
     return factories.ProductFactory(prices={region.currency_code: 1500})
 
 
-# The fake Stripe server, for checkout tests too.
-from tests.providers.conftest import stripe_provider, stripe_server  # noqa: E402, F401
+# The fake Stripe and PayPal servers, for checkout tests too.
+from tests.providers.conftest import (  # noqa: E402, F401
+    paypal_provider,
+    paypal_server,
+    stripe_provider,
+    stripe_server,
+)

@@ -192,12 +192,21 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # One attempt, no SDK retries: a request ends well within the web server's worker timeout.
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10)
 
+PAYPAL_CLIENT_ID = env.str("PAYPAL_CLIENT_ID", default="")
+PAYPAL_CLIENT_SECRET = env.str("PAYPAL_CLIENT_SECRET", default="")
+PAYPAL_WEBHOOK_ID = env.str("PAYPAL_WEBHOOK_ID", default="")
+# PayPal's live API; https://api-m.sandbox.paypal.com for the sandbox.
+PAYPAL_API_BASE = env.str("PAYPAL_API_BASE", default="https://api-m.paypal.com")
+# One attempt per call, no retries inside the client (see providers/paypal/client.py).
+PAYPAL_TIMEOUT_SECONDS = env.float("PAYPAL_TIMEOUT_SECONDS", default=10)
+
 # The providers this deployment offers (SPEC section 3), by id or by dotted path of a
 # provider class (providers.registry resolves them). By default `manual` and each real
 # provider whose credentials are set; `test` only ever when named.
 # One line per real provider: its id and whether its credentials are set.
 _credentials_set = {
     "stripe": bool(STRIPE_API_KEY),
+    "paypal": bool(PAYPAL_CLIENT_ID),
 }
 PAYMENT_PROVIDERS = env.list(
     "PAYMENT_PROVIDERS",
