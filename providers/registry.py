@@ -20,6 +20,7 @@ from providers.base import PaymentProviderBase
 KNOWN_PROVIDERS = {
     "manual": "providers.manual.ManualProvider",
     "stripe": "providers.stripe.StripeProvider",
+    "klarna": "providers.klarna.KlarnaProvider",
     # The sandbox: installed only where PAYMENT_PROVIDERS names it (SPEC section 10).
     "test": "providers.test.provider.TestProvider",
 }
@@ -76,5 +77,5 @@ def get_provider(identifier: str) -> PaymentProviderBase:
 
 @receiver(setting_changed)
 def _forget_providers(*, setting: str, **kwargs: object) -> None:
-    if setting.startswith(("PAYMENT_PROVIDERS", "STRIPE_")):
+    if setting.startswith(("PAYMENT_PROVIDERS", "STRIPE_", "KLARNA_")):
         configured_providers.cache_clear()

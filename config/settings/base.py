@@ -192,12 +192,24 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # One attempt, no SDK retries: a request ends well within the web server's worker timeout.
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10)
 
+# Klarna Payments + Order Management, with HTTP Basic (the API credentials of the Merchant
+# Portal). The playground is https://api.playground.klarna.com.
+KLARNA_USERNAME = env.str("KLARNA_USERNAME", default="")
+KLARNA_PASSWORD = env.str("KLARNA_PASSWORD", default="")
+KLARNA_API_BASE = env.str("KLARNA_API_BASE", default="https://api.klarna.com")
+# One attempt per call, no retries inside the client: as for Stripe.
+KLARNA_TIMEOUT_SECONDS = env.float("KLARNA_TIMEOUT_SECONDS", default=10)
+# Where Klarna posts its notifications (fraud decisions): https://<host>/api/hooks/klarna.
+# Empty: no notifications; a pending fraud review is then seen when a capture re-reads it.
+KLARNA_NOTIFICATION_URL = env.str("KLARNA_NOTIFICATION_URL", default="")
+
 # The providers this deployment offers (SPEC section 3), by id or by dotted path of a
 # provider class (providers.registry resolves them). By default `manual` and each real
 # provider whose credentials are set; `test` only ever when named.
 # One line per real provider: its id and whether its credentials are set.
 _credentials_set = {
     "stripe": bool(STRIPE_API_KEY),
+    "klarna": bool(KLARNA_USERNAME),
 }
 PAYMENT_PROVIDERS = env.list(
     "PAYMENT_PROVIDERS",
