@@ -25,3 +25,6 @@ def product(region):  # type: ignore[no-untyped-def]
 
 # The fake Stripe server, for checkout tests too.
 from tests.providers.conftest import stripe_provider, stripe_server  # noqa: E402, F401
+
+# The fake Klarna server, for the provider and checkout tests.
+from tests.providers.klarna_fixtures import klarna_provider, klarna_server  # noqa: E402, F401
