@@ -268,6 +268,8 @@ LOGGING = {
     # The SDK logs every request at INFO; our PaymentEvents already record each call.
     "loggers": {
         "stripe": {"level": "WARNING"},
+        # httpx (the Klarna client) logs every request at INFO too.
+        "httpx": {"level": "WARNING"},
         # django-axes announces itself at INFO in every process; its lockouts are WARNING.
         "axes": {"level": "WARNING"},
     },
