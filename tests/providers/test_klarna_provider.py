@@ -343,13 +343,17 @@ def test_a_refused_expired_or_outdated_authorization_is_declined_with_the_widget
         assert klarna_server.sessions[klarna_session]["order_lines"][0]["quantity"] == 1
 
 
-def test_a_customer_refused_in_the_widget_gets_no_token(klarna_server: FakeKlarna) -> None:
-    klarna_provider = get_provider("klarna")
-    session = opened(klarna_provider)  # type: ignore[arg-type]
+def test_a_customer_refused_in_the_widget_has_no_token_so_authorize_asks_again(
+    klarna_provider: KlarnaProvider, klarna_server: FakeKlarna
+) -> None:
+    session = opened(klarna_provider)
 
     refusal = klarna_server.customer_refuses(session.data["session_id"])
+    result = klarna_provider.authorize(session, idempotency_key="after-refusal")
 
     assert refusal == {"approved": False, "show_form": False}
+    assert result.status is SessionStatus.REQUIRES_MORE
+    assert klarna_server.orders == {}
 
 
 # Money ---------------------------------------------------------------------------------
