@@ -21,6 +21,7 @@ KNOWN_PROVIDERS = {
     "manual": "providers.manual.ManualProvider",
     "stripe": "providers.stripe.StripeProvider",
     "paypal": "providers.paypal.PayPalProvider",
+    "klarna": "providers.klarna.KlarnaProvider",
     # The sandbox: installed only where PAYMENT_PROVIDERS names it (SPEC section 10).
     "test": "providers.test.provider.TestProvider",
 }
@@ -77,5 +78,5 @@ def get_provider(identifier: str) -> PaymentProviderBase:
 
 @receiver(setting_changed)
 def _forget_providers(*, setting: str, **kwargs: object) -> None:
-    if setting.startswith(("PAYMENT_PROVIDERS", "STRIPE_", "PAYPAL_")):
+    if setting.startswith(("PAYMENT_PROVIDERS", "STRIPE_", "PAYPAL_", "KLARNA_")):
         configured_providers.cache_clear()

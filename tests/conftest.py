@@ -30,3 +30,6 @@ from tests.providers.conftest import (  # noqa: E402, F401
     stripe_provider,
     stripe_server,
 )
+
+# The fake Klarna server, for the provider and checkout tests.
+from tests.providers.klarna_fixtures import klarna_provider, klarna_server  # noqa: E402, F401

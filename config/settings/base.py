@@ -199,6 +199,16 @@ PAYPAL_WEBHOOK_ID = env.str("PAYPAL_WEBHOOK_ID", default="")
 PAYPAL_API_BASE = env.str("PAYPAL_API_BASE", default="https://api-m.paypal.com")
 # One attempt per call, no retries inside the client (see providers/paypal/client.py).
 PAYPAL_TIMEOUT_SECONDS = env.float("PAYPAL_TIMEOUT_SECONDS", default=10)
+# Klarna Payments + Order Management, with HTTP Basic (the API credentials of the Merchant
+# Portal). The playground is https://api.playground.klarna.com.
+KLARNA_USERNAME = env.str("KLARNA_USERNAME", default="")
+KLARNA_PASSWORD = env.str("KLARNA_PASSWORD", default="")
+KLARNA_API_BASE = env.str("KLARNA_API_BASE", default="https://api.klarna.com")
+# One attempt per call, no retries inside the client: as for Stripe.
+KLARNA_TIMEOUT_SECONDS = env.float("KLARNA_TIMEOUT_SECONDS", default=10)
+# Where Klarna posts its notifications (fraud decisions): https://<host>/api/hooks/klarna.
+# Empty: no notifications; a pending fraud review is then seen when a capture re-reads it.
+KLARNA_NOTIFICATION_URL = env.str("KLARNA_NOTIFICATION_URL", default="")
 
 # The providers this deployment offers (SPEC section 3), by id or by dotted path of a
 # provider class (providers.registry resolves them). By default `manual` and each real
@@ -207,6 +217,7 @@ PAYPAL_TIMEOUT_SECONDS = env.float("PAYPAL_TIMEOUT_SECONDS", default=10)
 _credentials_set = {
     "stripe": bool(STRIPE_API_KEY),
     "paypal": bool(PAYPAL_CLIENT_ID),
+    "klarna": bool(KLARNA_USERNAME),
 }
 PAYMENT_PROVIDERS = env.list(
     "PAYMENT_PROVIDERS",
@@ -265,6 +276,8 @@ LOGGING = {
     # The SDK logs every request at INFO; our PaymentEvents already record each call.
     "loggers": {
         "stripe": {"level": "WARNING"},
+        # httpx (the Klarna client) logs every request at INFO too.
+        "httpx": {"level": "WARNING"},
         # django-axes announces itself at INFO in every process; its lockouts are WARNING.
         "axes": {"level": "WARNING"},
     },
