@@ -15,7 +15,14 @@ from django.utils import timezone
 
 from checkout.models import Order
 from checkout.tasks import webhooks_process_due
-from payments.models import Payment, PaymentEvent, PaymentSession, Refund, WebhookEvent
+from payments.models import (
+    Payment,
+    PaymentEvent,
+    PaymentOperation,
+    PaymentSession,
+    Refund,
+    WebhookEvent,
+)
 from providers.registry import get_provider
 from tests import factories
 from tests.checkout.conftest import Storefront
@@ -393,3 +400,24 @@ def test_a_dashboard_refund_is_recorded_while_one_of_ours_is_pending(
     payment.refresh_from_db()
     assert payment.amount_refunded == 700
     assert Refund.objects.get(provider_reference=dashboard["id"]).amount == 700
+
+
+def test_the_stripe_intent_a_customer_did_not_pay_with_is_canceled_after_the_order(
+    store, stripe_server, stripe_region, product
+):
+    cart_id = store.cart_ready(stripe_region, product, provider="manual")
+    intent_id = intent_of(cart_id)
+
+    completed = store.complete(cart_id)
+
+    # Released by the worker's task once the completion committed (eager here; the
+    # worker tests run it in a real worker process).
+    assert completed.status_code == 200
+    assert stripe_server.intents[intent_id]["status"] == "canceled"
+    assert open_intents(stripe_server) == []
+    release = PaymentOperation.objects.get(type="release", session_id=intent_session(cart_id))
+    assert (release.status, release.actor) == ("succeeded", "system")
+
+
+def intent_session(cart_id: str) -> str:
+    return PaymentSession.objects.get(cart_id=cart_id, provider_id="stripe").id

@@ -186,17 +186,25 @@ def test_a_lost_refund_answer_is_retried_with_the_same_key_and_refunds_once(
     assert (order.status, order.payment_status) == ("pending", "partially_refunded")
 
 
-def test_a_pending_refund_counts_against_what_others_may_refund(operator, flaky_payment):
+def test_a_second_refund_form_after_a_lost_answer_is_refused_past_the_capture(
+    operator, flaky_payment
+):
     assert admin_post(operator, f"payments/{flaky_payment.id}/capture").status_code == 200
     FlakyProvider.lose.add("refund")
-    admin_post(operator, f"payments/{flaky_payment.id}/refund", {"amount": 2000, "reason": "other"})
+    lost = admin_post(
+        operator, f"payments/{flaky_payment.id}/refund", {"amount": 2000, "reason": "other"}
+    )
 
+    # Another form, another key: the lost refund is first asked again under its own key.
     other = admin_post(
         operator, f"payments/{flaky_payment.id}/refund", {"amount": 1001, "reason": "other"}
     )
 
+    assert lost.status_code == 503
     assert other.status_code == 422
     assert other.json()["message"] == "At most 1000 can be refunded."
+    assert [e.amount for e in remote("refund")] == [2000]
+    assert Refund.objects.get().status == "succeeded"
 
 
 def test_a_lost_capture_answer_is_settled_by_the_retry_without_a_second_capture(
