@@ -79,7 +79,7 @@ class RegionViewSet(AdminViewSet):
     def create(self, request: Request) -> HttpResponse:
         data = validated(RegionCreateInput, request)
         return self.idempotent(
-            request, lambda _key: (201, _region(catalogue.region_create(**data).pk))
+            request, lambda _key: (201, _region(catalogue.region_create(**data).pk)), atomic=True
         )
 
     @extend_schema(responses={200: AdminRegionSerializer, **READ_ERRORS})
@@ -100,7 +100,7 @@ class RegionViewSet(AdminViewSet):
             catalogue.region_update(region_id=pk, **data)
             return 200, _region(pk)
 
-        return self.idempotent(request, work, resource_id=pk)
+        return self.idempotent(request, work, resource_id=pk, atomic=True)
 
     @extend_schema(
         request=RegionProviderInput,
@@ -116,7 +116,7 @@ class RegionViewSet(AdminViewSet):
             catalogue.region_provider_add(region_id=pk, provider_id=provider_id)
             return 200, _region(pk)
 
-        return self.idempotent(request, work, resource_id=pk)
+        return self.idempotent(request, work, resource_id=pk, atomic=True)
 
     @extend_schema(request=None, responses={200: AdminRegionSerializer, **READ_ERRORS})
     def remove_provider(self, request: Request, pk: str, provider_id: str) -> Response:
@@ -148,7 +148,7 @@ class ProductViewSet(AdminViewSet):
             fresh = Product.objects.prefetch_related("prices").get(pk=product.pk)
             return 201, AdminProductSerializer(fresh).data
 
-        return self.idempotent(request, work)
+        return self.idempotent(request, work, atomic=True)
 
 
 class OrderCursorPagination(CursorPagination):
@@ -273,7 +273,7 @@ class OrderViewSet(AdminViewSet):
             )
             return 201, _swap(swap.pk)
 
-        return self.idempotent(request, work, resource_id=pk)
+        return self.idempotent(request, work, resource_id=pk, atomic=True)
 
 
 class SwapViewSet(AdminViewSet):

@@ -68,8 +68,10 @@ class AdminViewSet(viewsets.GenericViewSet):
         work: Callable[[str], tuple[int, Any]],
         *,
         resource_id: str = "",
+        atomic: bool = False,
     ) -> HttpResponse:
-        """Answer a POST through its Idempotency-Key; `work` gets the request key."""
+        """Answer a POST through its Idempotency-Key; `work` gets the request key. With
+        `atomic` (no provider call in `work`), the answer commits with the work's rows."""
         user_id = request.user.pk
         assert user_id is not None  # IsStaff let in authenticated staff only
         idempotent_request = admin_request(
@@ -80,7 +82,9 @@ class AdminViewSet(viewsets.GenericViewSet):
             header=request.headers.get("Idempotency-Key"),
         )
         self.idempotency_key = idempotent_request.key
-        return idempotent_response(idempotent_request, work, resource_id=resource_id)
+        return idempotent_response(
+            idempotent_request, work, resource_id=resource_id, atomic=atomic
+        )
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)

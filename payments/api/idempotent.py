@@ -10,6 +10,7 @@ provider sees the same idempotency key: the money moves once.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -56,9 +57,14 @@ def _json(status: int, body: bytes, *, replayed: bool = False) -> HttpResponse:
 
 
 def idempotent_response(
-    request: IdempotentRequest, work: Work, *, resource_id: str = ""
+    request: IdempotentRequest, work: Work, *, resource_id: str = "", atomic: bool = False
 ) -> HttpResponse:
     """Run `work` once for this key and answer with its stored result.
+
+    With `atomic` (work that only writes rows, no provider call), the work and its stored
+    answer commit in one transaction, so a crash between them cannot make a retry run the
+    work again. Work that calls a provider cannot hold a transaction open; it is keyed by
+    the request key instead, so a retry finds what its first attempt did.
 
     Raises IdempotencyKeyMismatch (422), IdempotencyKeyInUse (409) and any error that is
     not final (503 ProviderUnavailable, 409 with Retry-After), after freeing the key.
@@ -68,9 +74,14 @@ def idempotent_response(
         taken = idempotency_key_begin(request, resource_id=resource_id)
     if isinstance(taken, Replay):
         return _json(taken.status, taken.body, replayed=True)
+    request_key = f"idem_{taken.key_id}"
     try:
-        status, data = work(f"idem_{taken.key_id}")
-        body = JSONRenderer().render(data)
+        with transaction.atomic() if atomic else contextlib.nullcontext():
+            status, data = work(request_key)
+            body = JSONRenderer().render(data)
+            if atomic:
+                idempotency_key_finish(taken, status=status, body=body)
+                return _json(status, body)
     except DomainError as error:
         if error.retry_after is not None:
             # Unknown outcome or a busy resource: the retry must run the operation again.

@@ -157,3 +157,24 @@ def test_the_schema_documents_the_admin_api_its_authentication_and_errors(client
     assert refund["security"] == [{"tokenAuth": []}, {"cookieAuth": []}]
     assert schema["paths"]["/api/store/carts"]["post"]["security"] == [{}]  # no credentials
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
+
+
+def test_an_answer_lost_before_it_was_stored_leaves_no_region_to_make_twice(boss, monkeypatch):
+    import payments.api.idempotent
+
+    def process_dies(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the process died before the answer was stored")
+
+    body = {"name": "Nordics", "currency_code": "sek"}
+    monkeypatch.setattr(payments.api.idempotent, "idempotency_key_finish", process_dies)
+    boss.raise_request_exception = False
+    died = admin_post(boss, "regions", body, key="nordics")
+    monkeypatch.undo()
+    boss.raise_request_exception = True
+
+    retried = admin_post(boss, "regions", body, key="nordics")
+
+    # The region and its stored answer commit together: the crash took both back.
+    assert died.status_code == 500
+    assert retried.status_code == 201
+    assert Region.objects.filter(name="Nordics").count() == 1
