@@ -335,6 +335,7 @@ class OrderAdmin(admin.ModelAdmin):
         payments = list(
             Payment.objects.filter(Q(order=order) | Q(swap__order=order))
             .select_related("provider")
+            .prefetch_related("operations", "refunds")
             .order_by("created_at", "id")
         )
         user = request.user
@@ -349,6 +350,10 @@ class OrderAdmin(admin.ModelAdmin):
                     "can_capture": p.can_capture() and user.has_perm("payments.capture_payment"),
                     "can_refund": p.can_refund() and user.has_perm("payments.refund_payment"),
                     "can_cancel": p.can_cancel() and user.has_perm("payments.cancel_payment"),
+                    "in_flight": ", ".join(
+                        f"{OPERATION_WORDS[op.type].lower()}: {STATUS_WORDS[op.status].lower()}"
+                        for op in p.open_operations()
+                    ),
                 }
                 for p in payments
             ],

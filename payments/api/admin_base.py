@@ -82,9 +82,7 @@ class AdminViewSet(viewsets.GenericViewSet):
             header=request.headers.get("Idempotency-Key"),
         )
         self.idempotency_key = idempotent_request.key
-        return idempotent_response(
-            idempotent_request, work, resource_id=resource_id, atomic=atomic
-        )
+        return idempotent_response(idempotent_request, work, resource_id=resource_id, atomic=atomic)
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)

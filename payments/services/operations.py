@@ -273,6 +273,10 @@ def _settle(
 
 
 def _failed(operation: PaymentOperation) -> None:
+    if operation.type == OperationType.RELEASE:
+        # The provider holds nothing it would release (already over): the session is done,
+        # and the worker's sweep does not pick it again.
+        _session_released(operation.session_id, timezone.now())
     if operation.refund is not None:
         Refund.objects.filter(pk=operation.refund_id).update(status=Refund.Status.FAILED)
         operation.refund.status = Refund.Status.FAILED

@@ -12,7 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from checkout.models import Order, Region
+from payments import errors
 from payments.models import Payment, PaymentProvider, Refund
+from payments.services import SYSTEM, payment_capture
 from providers.test.provider import TestProvider
 from tests import factories
 from tests.backoffice import MONEY_PERMISSIONS, place_order, remote, staff_user
@@ -197,3 +199,20 @@ def test_an_amount_finer_than_the_currency_is_refused_not_rounded(order):
 
     assert "USD has 2 decimals" in response.content.decode()
     assert Payment.objects.get(order=order).captured_at is None
+
+
+def test_the_order_page_says_in_words_what_is_still_in_flight_and_what_happened(order):
+    payment = order.payments.get()
+    # The sandbox drops the capture's answer after it took effect (its fail_after_capture).
+    behaviour = {**payment.data["behaviour"], "fail_after_capture": True}
+    Payment.objects.filter(pk=payment.pk).update(data={**payment.data, "behaviour": behaviour})
+    with pytest.raises(errors.ProviderUnavailable):
+        payment_capture(payment_id=payment.id, actor=SYSTEM)
+
+    page = logged_in(*MONEY_PERMISSIONS).get(
+        reverse("admin:checkout_order_change", args=[quote(order.pk)])
+    )
+
+    body = page.content.decode()
+    assert "captured: answer lost; the worker asks the provider again" in body
+    assert "Payment authorized" in body and "Customer" in body and " UTC" in body
