@@ -284,22 +284,28 @@ def _sessions_create(cart_id: str, actor: Actor) -> None:
         if provider_id not in enabled:
             payment_session_release(session=session, actor=actor, delete=True)
     for provider_id in enabled:
-        current = existing.get(provider_id)
         try:
-            if current is None:
-                payment_session_create(
-                    cart_id=cart.id,
-                    provider_id=provider_id,
-                    amount=cart.total,
-                    currency_code=cart.currency_code,
-                    purchase=cart_purchase(cart),
-                    actor=actor,
-                )
-            elif current.status == SessionStatus.ERROR and not session_is_initiated(current):
-                # Its provider was down when it was made: ask again, under the same key.
-                payment_session_initiate(session=current, purchase=cart_purchase(cart), actor=actor)
+            _session_open(cart, provider_id, existing.get(provider_id), actor)
         except PROVIDER_ERRORS:
             logger.warning("Provider %s could not open a session for %s", provider_id, cart.id)
+
+
+def _session_open(
+    cart: Cart, provider_id: str, session: PaymentSession | None, actor: Actor
+) -> None:
+    """Make the provider's session, or open again one whose provider was down when it was
+    made (under the same key, so a lost answer's remote object is found, not doubled)."""
+    if session is None:
+        payment_session_create(
+            cart_id=cart.id,
+            provider_id=provider_id,
+            amount=cart.total,
+            currency_code=cart.currency_code,
+            purchase=cart_purchase(cart),
+            actor=actor,
+        )
+    elif session.status == SessionStatus.ERROR and not session_is_initiated(session):
+        payment_session_initiate(session=session, purchase=cart_purchase(cart), actor=actor)
 
 
 def cart_payment_session_select(
@@ -319,17 +325,7 @@ def cart_payment_session_select(
         session = next(
             (s for s in cart.payment_sessions.all() if s.provider_id == provider_id), None
         )
-        if session is None:
-            payment_session_create(
-                cart_id=cart.id,
-                provider_id=provider_id,
-                amount=cart.total,
-                currency_code=cart.currency_code,
-                purchase=cart_purchase(cart),
-                actor=actor,
-            )
-        elif session.status == SessionStatus.ERROR and not session_is_initiated(session):
-            payment_session_initiate(session=session, purchase=cart_purchase(cart), actor=actor)
+        _session_open(cart, provider_id, session, actor)
         with transaction.atomic():
             cart_lock(cart_id)
             payment_session_select(cart_id=cart_id, provider_id=provider_id)
