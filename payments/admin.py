@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
@@ -15,6 +17,7 @@ from payments.models import (
     Refund,
 )
 from payments.money import format_money
+from providers.registry import ProviderNotConfigured, get_provider
 
 
 def money_column(field: str, label: str):  # type: ignore[no-untyped-def]
@@ -118,12 +121,38 @@ class PaymentAdmin(ReadOnlyAdmin):
     search_fields = ["id", "order__id", "cart__id", "order__email"]
     list_select_related = ["order", "provider"]
     inlines = [RefundInline, PaymentEventInline]
+    readonly_fields = ["provider_references"]
     amount_display = money_column("amount", "Authorized")
     captured_display = money_column("amount_captured", "Captured")
     refunded_display = money_column("amount_refunded", "Refunded")
 
     def has_view_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return request.user.is_staff
+
+    @admin.display(description="At the provider")
+    def provider_references(self, payment: Payment) -> str:
+        """The provider's own ids (PayPal's order and capture, Klarna's order and fraud
+        review, Stripe's intent), linked to its dashboard where it has one."""
+        try:
+            references = get_provider(payment.provider_id).references(payment.data)
+        except ProviderNotConfigured:
+            return "-"
+        return (
+            format_html_join(
+                mark_safe("<br>"),
+                "{}: {}",
+                (
+                    (
+                        ref.label,
+                        format_html('<a href="{}" rel="noopener">{}</a>', ref.url, ref.value),
+                    )
+                    if ref.url
+                    else (ref.label, ref.value)
+                    for ref in references
+                ),
+            )
+            or "-"
+        )
 
 
 @admin.register(Refund)

@@ -234,6 +234,16 @@ class RemotePaymentState:
     customer_approved: bool = False
 
 
+@dataclass(frozen=True)
+class ProviderReference:
+    """One of the provider's own ids for a payment, for operators; `url` opens it in the
+    provider's dashboard where it has one."""
+
+    label: str
+    value: str
+    url: str = ""
+
+
 class PaymentProviderBase(abc.ABC):
     """One payment provider. `identifier` is its PaymentProvider row's id.
 
@@ -314,6 +324,10 @@ class PaymentProviderBase(abc.ABC):
     def payment_state(self, payment: PaymentInput) -> RemotePaymentState | None:
         """Re-read what the provider holds for a payment now; None when it cannot say."""
         return None
+
+    def references(self, data: Mapping[str, Any]) -> tuple[ProviderReference, ...]:
+        """The provider's ids in a payment's data, for the back office."""
+        return ()
 
     def verify_webhook(self, *, headers: Mapping[str, str], body: bytes) -> VerifiedEvent:
         """Check a webhook's signature and parse it; providers without webhooks refuse."""

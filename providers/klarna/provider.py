@@ -29,6 +29,7 @@ from providers.base import (
     PaymentProviderBase,
     ProviderError,
     ProviderErrorKind,
+    ProviderReference,
     RefundReason,
     RemotePaymentState,
     RemoteRefund,
@@ -321,6 +322,19 @@ class KlarnaProvider(PaymentProviderBase):
         return remote_state_of(order) if order is not None else None
 
     # Webhooks --------------------------------------------------------------------------
+
+    def references(self, data: Mapping[str, Any]) -> tuple[ProviderReference, ...]:
+        """The Klarna order (in the Merchant Portal) and its fraud review as last read."""
+        order_id = data.get("order_id")
+        if not isinstance(order_id, str) or not order_id:
+            return ()
+        portal = "playground." if "playground" in (settings.KLARNA_API_BASE or "") else ""
+        return (
+            ProviderReference(
+                "Order", order_id, f"https://portal.{portal}klarna.com/orders/all/{order_id}"
+            ),
+            ProviderReference("Fraud status", str(data.get("fraud_status", ""))),
+        )
 
     def verify_webhook(self, *, headers: Mapping[str, str], body: bytes) -> VerifiedEvent:
         return parse_notification(headers=headers, body=body)

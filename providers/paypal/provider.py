@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+
 from providers.base import (
     AuthorizationResult,
     NextAction,
@@ -24,6 +26,7 @@ from providers.base import (
     PaymentProviderBase,
     ProviderError,
     ProviderErrorKind,
+    ProviderReference,
     RefundReason,
     RemotePaymentState,
     RemoteRefund,
@@ -422,6 +425,22 @@ class PayPalProvider(PaymentProviderBase):
         return self._state_of(order, payment.currency_code)
 
     # Webhooks --------------------------------------------------------------------------
+
+    def references(self, data: Mapping[str, Any]) -> tuple[ProviderReference, ...]:
+        """The order, its authorization and its capture; PayPal's activity page shows the
+        authorization and the capture (transactions), in the sandbox's for the sandbox."""
+        sandbox = "sandbox" in (getattr(settings, "PAYPAL_API_BASE", "") or "")
+        activity = f"https://www.{'sandbox.' if sandbox else ''}paypal.com/activity/payment/"
+        found = []
+        for key, label, linked in (
+            ("order_id", "Order", False),
+            ("authorization_id", "Authorization", True),
+            ("capture_id", "Capture", True),
+        ):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                found.append(ProviderReference(label, value, activity + value if linked else ""))
+        return tuple(found)
 
     def verify_webhook(self, *, headers: Mapping[str, str], body: bytes) -> VerifiedEvent:
         return verify_event(self.client, headers=headers, body=body)

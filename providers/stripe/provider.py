@@ -26,6 +26,7 @@ from providers.base import (
     PaymentProviderBase,
     ProviderError,
     ProviderErrorKind,
+    ProviderReference,
     RefundReason,
     RemotePaymentState,
     RemoteRefund,
@@ -302,6 +303,16 @@ class StripeProvider(PaymentProviderBase):
             amount=from_stripe(intent.amount, intent.currency),
             provider_reference=intent.id,
             **answer_of(intent),
+        )
+
+    def references(self, data: Mapping[str, Any]) -> tuple[ProviderReference, ...]:
+        intent_id = data.get("id")
+        if not isinstance(intent_id, str) or not intent_id:
+            return ()
+        return (
+            ProviderReference(
+                "PaymentIntent", intent_id, f"https://dashboard.stripe.com/payments/{intent_id}"
+            ),
         )
 
     def operation_status(self, payment: PaymentInput, operation: OperationInput) -> OperationResult:
