@@ -222,6 +222,10 @@ def payment_sync_remote(*, provider_id: str, state: RemotePaymentState) -> Payme
                 amount=payment.amount,
                 provider_reference=state.provider_reference,
             )
+        if state.data and {**payment.data, **state.data} != payment.data:
+            # The provider's view of the payment moved on (a fraud review decided, say).
+            payment.data = {**payment.data, **state.data}
+            payment.save(update_fields=["data"])
         fields = ["amount_captured", "captured_at", "amount_refunded", "canceled_at"]
         if any(getattr(payment, name) != getattr(before, name) for name in fields):
             payment.save(update_fields=fields)

@@ -232,6 +232,8 @@ class RemotePaymentState:
     provider_reference: str = ""
     # The customer did their part (PayPal's approval): completing the cart now authorizes.
     customer_approved: bool = False
+    # What the payment's data should now say (Klarna's fraud review, say): merged into it.
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

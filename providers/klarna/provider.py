@@ -102,6 +102,7 @@ def remote_state_of(order: Mapping[str, Any]) -> RemotePaymentState | None:
             for refund in order.get("refunds") or []
         ),
         provider_reference=order.get("order_id") or "",
+        data={"fraud_status": order["fraud_status"]} if order.get("fraud_status") else {},
     )
 
 

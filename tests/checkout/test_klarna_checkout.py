@@ -245,6 +245,8 @@ def test_fraud_review_pending_refuses_captures_until_klarnas_notification_accept
     assert (delivered.status_code, redelivered.status_code) == (200, 200)
     event = WebhookEvent.objects.get(provider_id="klarna")
     assert (event.status, event.attempts, event.type) == ("processed", 1, "FRAUD_RISK_ACCEPTED")
+    payment.refresh_from_db()
+    assert payment.data["fraud_status"] == "ACCEPTED"  # what the back office shows
     assert captured.status_code == 200, captured.json()
     assert [c["amount"] for c in klarna_server.captures] == [3000]
 
