@@ -389,19 +389,27 @@ def operation_refresh(*, operation_id: str, actor: Actor = SYSTEM) -> PaymentOpe
 def payment_settle_unresolved(*, payment_id: str, actor: Actor) -> None:
     """Before a new money operation decides anything (SPEC 6): each earlier one on the
     payment whose outcome nobody knows is asked again under its own key, so an answer lost
-    once never turns into a second refund. Raises InvalidState (409) while another live
-    attempt is sending one, ProviderUnavailable (503) when the provider still cannot say."""
+    once never turns into a second refund.
+
+    Raises ProviderUnavailable (503) when the provider still cannot say, and InvalidState
+    (409, Retry-After) while another attempt (the worker's, say) is asking right now: the
+    caller retries and then sees the outcome. A refund another request is sending for the
+    first time is left to it: it is reserved, and counts against what may be refunded.
+    """
     unresolved = PaymentOperation.objects.filter(
         payment_id=payment_id, status__in=PaymentOperation.UNRESOLVED, type__in=MONEY_MOVEMENTS
     ).order_by("created_at", "id")
-    for operation_id, type in unresolved.values_list("id", "type"):
-        settled = operation_resume(operation_id=operation_id, actor=actor)
-        if settled.status == Status.UNKNOWN:
+    for operation_id, type, status in unresolved.values_list("id", "type", "status"):
+        claimed = operation_claim(operation_id)
+        if claimed is None:
+            if type == OperationType.REFUND and status == Status.REQUESTED:
+                continue
+            busy = errors.InvalidState(f"A {type} of this payment is being asked; retry shortly.")
+            busy.retry_after = 1
+            raise busy
+        if operation_settle(operation_id, operation_send(claimed), actor=actor).status == (
+            Status.UNKNOWN
+        ):
             raise errors.ProviderUnavailable(
                 f"The outcome of an earlier {type} is still unknown; retry shortly."
             )
-        if settled.status == Status.REQUESTED and type != OperationType.REFUND:
-            # Refunds in flight are reserved and counted; a capture or cancel decides alone.
-            error = errors.InvalidState(f"A {type} of this payment is in progress; retry shortly.")
-            error.retry_after = 1
-            raise error

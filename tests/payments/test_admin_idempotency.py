@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from checkout.models import Order
 from payments.api.idempotent import admin_request
 from payments.idempotency import idempotency_key_begin
-from payments.models import IdempotencyKey, Payment, Refund
+from payments.models import IdempotencyKey, Payment, PaymentOperation, Refund
 from tests.backoffice import (
     MONEY_PERMISSIONS,
     admin_client,
@@ -229,3 +232,27 @@ def test_a_lost_capture_answer_is_settled_by_the_retry_without_a_second_capture(
     assert retried.json()["amount_captured"] == 1000
     assert [e.amount for e in remote("capture")] == [1000]
     assert Order.objects.get(pk=flaky_payment.order_id).payment_status == "partially_captured"
+
+
+def test_a_retry_while_the_worker_is_asking_about_the_lost_answer_waits_for_it(
+    operator, flaky_payment
+):
+    path = f"payments/{flaky_payment.id}/refund"
+    assert admin_post(operator, f"payments/{flaky_payment.id}/capture").status_code == 200
+    FlakyProvider.lose.add("refund")
+    assert admin_post(operator, path, REFUND, key="refund-1").status_code == 503
+    # The worker has taken the lost refund to ask again: its lease is live.
+    operation = PaymentOperation.objects.get(type="refund")
+    PaymentOperation.objects.filter(pk=operation.pk).update(
+        lease_until=timezone.now() + timedelta(seconds=30)
+    )
+
+    waiting = admin_post(operator, path, REFUND, key="refund-1")
+    PaymentOperation.objects.filter(pk=operation.pk).update(lease_until=None)
+    retried = admin_post(operator, path, REFUND, key="refund-1")
+
+    # Not a 503 (the outcome is being asked right now) and not stored: the retry gets it.
+    assert (waiting.status_code, waiting.json()["code"]) == (409, "invalid_state")
+    assert int(waiting["Retry-After"]) > 0
+    assert retried.status_code == 200 and retried.json()["amount_refunded"] == 400
+    assert [e.amount for e in remote("refund")] == [400]

@@ -125,7 +125,7 @@ def test_resume_pending_takes_over_a_capture_whose_process_died_mid_call(flaky, 
     PaymentOperation.objects.filter(pk=operation.pk).update(
         status="requested", lease_until=timezone.now() + timedelta(minutes=1)
     )
-    with pytest.raises(Exception, match="in progress"):
+    with pytest.raises(Exception, match="being asked; retry"):
         payment_capture(payment_id=payment.id, actor=SYSTEM)  # a racing request waits
     output, _ = reconcile("--resume-pending")
     assert f"{operation.id} capture" not in output  # nobody takes over a live attempt
