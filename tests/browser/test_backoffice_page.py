@@ -63,7 +63,9 @@ def test_an_operator_enables_a_provider_captures_and_refunds_and_sees_the_timeli
     fill(browser, "amount", "60.00")
     screenshot("backoffice-3-capture")
     browser.find_element(By.ID, "confirm").click()
-    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".messagelist"), "Capture: done"))
+    wait.until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".messagelist"), "Captured €60.00")
+    )
 
     # Refund part of what was captured.
     browser.find_element(By.CSS_SELECTOR, "a[id^=refund-]").click()
@@ -72,7 +74,9 @@ def test_an_operator_enables_a_provider_captures_and_refunds_and_sees_the_timeli
     Select(browser.find_element(By.NAME, "reason")).select_by_value("return")
     fill(browser, "note", "One shirt came back")
     browser.find_element(By.ID, "confirm").click()
-    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".messagelist"), "Refund: done"))
+    wait.until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".messagelist"), "Refunded €15.00")
+    )
 
     timeline = browser.find_element(By.ID, "timeline").text
     browser.execute_script("document.getElementById('payments-module').scrollIntoView()")
