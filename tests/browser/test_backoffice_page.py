@@ -147,7 +147,8 @@ def test_an_operators_day(live_server, browser, screenshot):
         browser.find_element(By.CSS_SELECTOR, f"input.action-select[value='{order_id}']").click()
     Select(browser.find_element(By.NAME, "action")).select_by_value("capture_orders")
     press(browser, "button[name=index]")
-    page_says(browser, "Cannot be captured: The order is canceled.")
+    screenshot("backoffice-7-bulk-capture")
+    page_says(browser, "Cannot be captured: No live payment")
     assert browser.find_element(By.ID, "confirm").get_attribute("value") == "Yes, capture €45.00"
     screenshot("backoffice-7-bulk-capture")
     press(browser, "#confirm")
