@@ -14,7 +14,13 @@ the admin API; a provider failure or a refused amount comes back on the form, ne
 error page.
 """
 
+from django.contrib import admin
+
 from checkout.admin import orders, store, webhooks  # noqa: F401  (registers the admins)
 from checkout.admin.timeline import operation_in_words
 
 __all__ = ["operation_in_words"]
+
+admin.site.site_header = "Payments back office"
+admin.site.site_title = "Back office"
+admin.site.index_title = "Today"

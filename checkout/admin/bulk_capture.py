@@ -63,7 +63,7 @@ def capture_orders_action(
     orders = _with_payments(queryset)
     base = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta}
     if request.POST.get("confirmed") != "yes":
-        rows = []
+        rows: list[dict[str, Any]] = []
         for order in orders:
             amount, blocked = _plan(order)
             rows.append(
@@ -92,7 +92,7 @@ def capture_orders_action(
     actor = Actor.for_user(request.user)
     # Made when the confirmation page was shown: sending it twice captures once.
     request_key = request.POST.get("request_key", "")[:64]
-    results = []
+    results: list[dict[str, Any]] = []
     for order in orders:
         before = sum(p.amount_captured for p in order.bulk_payments)  # type: ignore[attr-defined]
         try:

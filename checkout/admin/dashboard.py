@@ -36,7 +36,7 @@ def awaiting_capture(now: Any) -> dict[str, Any]:
     """Live authorizations not captured yet, and those the provider lets lapse within 48 h:
     one query."""
     soon = Q(authorization_expires_at__lte=now + EXPIRY_HORIZON)
-    rows = (
+    rows = list(
         Payment.objects.filter(captured_at__isnull=True, canceled_at__isnull=True)
         .values("currency_code")
         .annotate(
@@ -47,7 +47,6 @@ def awaiting_capture(now: Any) -> dict[str, Any]:
         )
         .order_by("currency_code")
     )
-    rows = list(rows)
     return {
         "count": sum(r["count"] for r in rows),
         "amounts": _by_currency({r["currency_code"]: r["total_amount"] or 0 for r in rows}),

@@ -178,8 +178,8 @@ class OrderAdmin(ListToolsAdmin):
             .annotate(total=Sum("total"))
             .order_by("currency_code")
         }
-        moved = {
-            row["currency_code"]: row
+        moved: dict[str, dict[str, Any]] = {
+            row["currency_code"]: dict(row)
             for row in Payment.objects.filter(order__in=queryset.order_by().values("pk"))
             .values("currency_code")
             .annotate(paid=Sum("amount_captured"), refunded=Sum("amount_refunded"))
@@ -190,8 +190,8 @@ class OrderAdmin(ListToolsAdmin):
                 "currency": code.upper(),
                 "figures": [
                     ("Total", format_money(row["total"] or 0, code)),
-                    ("Paid", format_money((moved.get(code) or {}).get("paid") or 0, code)),
-                    ("Refunded", format_money((moved.get(code) or {}).get("refunded") or 0, code)),
+                    ("Paid", format_money(moved.get(code, {}).get("paid") or 0, code)),
+                    ("Refunded", format_money(moved.get(code, {}).get("refunded") or 0, code)),
                 ],
             }
             for code, row in orders.items()

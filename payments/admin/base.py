@@ -119,7 +119,7 @@ class ListToolsAdmin(ModelAdmin):
     def _changelist(self, request: HttpRequest) -> ChangeList:
         return self.get_changelist_instance(request)
 
-    def export_view(self, request: HttpRequest) -> HttpResponse:
+    def export_view(self, request: HttpRequest) -> StreamingHttpResponse:
         # The list's own view permission, and its own get_queryset through the changelist.
         if not self.has_view_permission(request):
             raise PermissionDenied
