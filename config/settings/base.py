@@ -39,6 +39,10 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PROXY_COUNT = env.int("PROXY_COUNT", default=0)
 
 INSTALLED_APPS = [
+    # The back office's theme (README, "The back office"): before django.contrib.admin, whose
+    # templates it overrides and whose default site it replaces.
+    "unfold",
+    "unfold.contrib.filters",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -100,6 +104,22 @@ TEMPLATES = [
         },
     },
 ]
+
+# The back office's navigation follows an operator's day; what is internal to the machinery
+# (keys, sessions, the sandbox's ledger, tokens) sits under Developer, for superusers only.
+UNFOLD = {
+    "SITE_TITLE": "Back office",
+    "SITE_HEADER": "Payments back office",
+    "SITE_SYMBOL": "payments",
+    "SHOW_VIEW_ON_SITE": False,
+    "DASHBOARD_CALLBACK": "checkout.admin.dashboard.dashboard_callback",
+    "STYLES": ["checkout.admin.navigation.stylesheet"],
+    "SIDEBAR": {
+        "show_search": False,
+        "show_all_applications": False,
+        "navigation": "checkout.admin.navigation.sidebar",
+    },
+}
 
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),

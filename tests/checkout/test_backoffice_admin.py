@@ -54,7 +54,8 @@ def test_an_operator_captures_part_then_refunds_part_of_an_order(order):
     page = client.get(action_url(order, "capture"))
     assert 'value="30.00"' in page.content.decode()  # prefilled with what can be captured
     captured = submit(client, action_url(order, "capture"), amount="20.00")
-    assert "Capture: done" in captured.content.decode()
+    assert "Captured $20.00 of" in captured.content.decode()
+    assert "released $10.00 of the authorization" in captured.content.decode()
     refunded = submit(
         client, action_url(order, "refund"), amount="5.50", reason="return", note="torn"
     )
@@ -63,7 +64,7 @@ def test_an_operator_captures_part_then_refunds_part_of_an_order(order):
     assert (payment.amount_captured, payment.amount_refunded) == (2000, 550)
     assert Refund.objects.get().note == "torn"
     body = refunded.content.decode()
-    assert "Refund: done" in body and 'id="timeline"' in body and "operator" in body
+    assert "Refunded $5.50 (return)" in body and 'id="timeline"' in body and "operator" in body
     order.refresh_from_db()
     assert order.payment_status == "partially_refunded"
 
@@ -82,14 +83,20 @@ def test_a_double_submitted_refund_form_refunds_once(order):
     assert len(remote("refund")) == 1
 
 
-def test_a_refund_over_what_was_captured_comes_back_as_a_message(order):
+def test_a_refund_over_what_was_captured_stays_on_the_form_with_the_limit_in_dollars(order):
     client = logged_in(*MONEY_PERMISSIONS)
     submit(client, action_url(order, "capture"), amount="10.00")
 
-    response = submit(client, action_url(order, "refund"), amount="10.01", reason="return")
+    response = submit(
+        client, action_url(order, "refund"), amount="10.01", reason="claim", note="scratched"
+    )
 
-    assert response.status_code == 200
-    assert "Refund failed" in response.content.decode()
+    body = response.content.decode()
+    assert response.status_code == 200 and response.redirect_chain == []
+    assert "At most $10.00 can be refunded." in body and "At most 1000" not in body
+    # The operator's input is still there to correct.
+    assert 'value="10.01"' in body and "scratched" in body
+    assert '<option value="claim" selected>' in body
     assert Payment.objects.get(order=order).amount_refunded == 0
 
 
@@ -129,7 +136,9 @@ def test_bulk_capture_confirms_then_reports_each_order(region, product):
     chosen = {"action": "capture_orders", "_selected_action": orders}
 
     confirm = client.post(changelist, chosen)
-    assert "Yes, capture them" in confirm.content.decode()
+    # What each order will capture, and the total (the provider-side expiry is news to us).
+    assert confirm.content.decode().count("<strong>$15.00</strong>") == 3
+    assert 'value="Yes, capture $45.00"' in confirm.content.decode()
     assert not Payment.objects.filter(captured_at__isnull=False).exists()
     key = re.search(r'name="request_key" value="([^"]+)"', confirm.content.decode()).group(1)  # type: ignore[union-attr]
 
@@ -137,6 +146,7 @@ def test_bulk_capture_confirms_then_reports_each_order(region, product):
 
     body = results.content.decode()
     assert body.count('class="ok"') == 2 and body.count('class="failed"') == 1
+    assert "Captured 2 orders: $30.00; 1 could not be captured." in body
     assert Payment.objects.filter(captured_at__isnull=False).count() == 2
 
 
@@ -214,5 +224,5 @@ def test_the_order_page_says_in_words_what_is_still_in_flight_and_what_happened(
     )
 
     body = page.content.decode()
-    assert "captured: answer lost; the worker asks the provider again" in body
+    assert "Captured: answer lost; the worker asks the provider again" in body
     assert "Payment authorized" in body and "Customer" in body and " UTC" in body

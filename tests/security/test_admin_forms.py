@@ -88,7 +88,7 @@ def test_one_refund_page_sent_again_with_another_amount_is_refused_not_merged(or
         url, {"amount": "5.00", "reason": "other", "request_key": key}, follow=True
     )
 
-    assert "Refund: done" in messages(first)
+    assert "Refunded $1.00 (return)" in messages(first)
     assert "Refund refused: this page was already submitted with another amount" in messages(second)
     assert Payment.objects.get(order=order).amount_refunded == 100
     assert [r.amount for r in Refund.objects.all()] == [100]

@@ -3,6 +3,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
@@ -10,6 +11,20 @@ from checkout.models import Product, ProductPrice, Region
 from payments.models import PaymentProvider
 
 OPERATOR_USERNAME = "operator"
+
+# The roles the permissions make possible. An Operator runs the day (money actions and
+# processing failed webhooks again); a Viewer reads the same pages and sees no action.
+VIEW_MODELS = [
+    ("checkout", ["order", "cart", "swap", "region", "product"]),
+    ("payments", ["payment", "refund", "paymentprovider", "webhookevent", "paymentoperation"]),
+]
+OPERATOR_EXTRA = [
+    ("payments", "capture_payment"),
+    ("payments", "refund_payment"),
+    ("payments", "cancel_payment"),
+    ("payments", "change_webhookevent"),
+]
+ROLES = {"Operator": ("clerk", OPERATOR_EXTRA), "Viewer": ("viewer", [])}
 
 REGIONS = [("United States", "usd"), ("Europe", "eur")]
 PRODUCTS = [
@@ -23,8 +38,9 @@ DEMO_PROVIDERS = ["manual", "test"]
 
 class Command(BaseCommand):
     help = (
-        "Create (or bring back) the demo store: two regions, products and an operator login "
-        "(a superuser) whose new password is printed. Refuses to run with DEBUG off unless "
+        "Create (or bring back) the demo store: two regions, products, an operator login "
+        "(a superuser), and the groups Operator and Viewer with a login each (clerk, "
+        "viewer), whose new passwords are printed. Refuses to run with DEBUG off unless "
         "--force: a demo superuser does not belong in production."
     )
 
@@ -68,3 +84,20 @@ class Command(BaseCommand):
         operator.set_password(password)
         operator.save()
         self.stdout.write(f"operator login: {OPERATOR_USERNAME} / {password}")
+        views = [(app, f"view_{model}") for app, models in VIEW_MODELS for model in models]
+        for group_name, (username, extra) in ROLES.items():
+            group, _ = Group.objects.get_or_create(name=group_name)
+            group.permissions.set(
+                [
+                    Permission.objects.get(content_type__app_label=app, codename=codename)
+                    for app, codename in [*views, *extra]
+                ]
+            )
+            user, _ = user_model.objects.get_or_create(
+                username=username, defaults={"is_staff": True}
+            )
+            user.groups.set([group])
+            role_password = options["password"] or secrets.token_urlsafe(12)
+            user.set_password(role_password)
+            user.save()
+            self.stdout.write(f"{group_name.lower()} login: {username} / {role_password}")
