@@ -84,5 +84,5 @@ bench: install postgres
 
 # Exactly-once under load and faults: 16 clients for SOAK_SECONDS (default 300) with retries,
 # double sends, lost answers and a worker SIGKILLed every 30 s; fails if a check fails.
-soak: install postgres
+soak: install postgres redis
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

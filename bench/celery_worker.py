@@ -7,6 +7,7 @@ settings and the soak's own queue, so it never takes another run's tasks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,10 +79,8 @@ class CeleryWorker:
         their messages are never acknowledged (the sweeps must find that work again)."""
         if self._process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._process.wait()
         if self._log is not None:
             self._log.close()
@@ -91,9 +90,7 @@ class CeleryWorker:
         """SIGTERM: Celery's warm shutdown (finish the tasks in hand), then a kill."""
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
         # Whatever is left of the group (a beat process that outlived its parent).
         self.crash()

@@ -6,6 +6,7 @@ Shared by `bench/checkout.py` and `bench/soak.py`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -212,10 +213,8 @@ class Gunicorn:
         """SIGKILL the master and every worker at once: requests in flight die mid-way."""
         if self._process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._process.wait()
         if self._log is not None:
             self._log.close()

@@ -25,8 +25,7 @@ PENDING_STUCK_SECONDS = 10
 # client will (SPEC 5.6, 5.7). Each is a count; the soak waits until all are 0, bounded.
 DRAIN_QUERIES = {
     "operations requested or unknown": (
-        "SELECT count(*) FROM payments_paymentoperation"
-        " WHERE status IN ('requested', 'unknown')"
+        "SELECT count(*) FROM payments_paymentoperation WHERE status IN ('requested', 'unknown')"
     ),
     f"operations pending for more than {PENDING_STUCK_SECONDS} s": (
         "SELECT count(*) FROM payments_paymentoperation WHERE status = 'pending'"
@@ -145,7 +144,7 @@ def money_checks(dsn: str) -> list[dict[str, Any]]:
     """Zero doubled or lost money, per payment: what we record is what the provider moved."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(REMOTE_SUMS).fetchall()  # type: ignore[arg-type]
-    captures = [r[:3] + (r[6],) for r in rows if r[2] != r[6]]
+    captures = [(*r[:3], r[6]) for r in rows if r[2] != r[6]]
     refunds = [(r[0], r[3], r[7]) for r in rows if r[3] != r[7]]
     # A payment captured here whose authorization the provider also canceled, or the reverse.
     cancels = [(r[0], r[4], r[8]) for r in rows if r[8] and r[6] and not r[4]]
@@ -175,8 +174,7 @@ def expectation_checks(dsn: str, expected: dict[str, tuple[int, int]]) -> list[d
         return [check("the operator's captures and refunds all took effect", None, skipped="none")]
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT id, amount_captured, amount_refunded FROM payments_payment"
-            " WHERE id = ANY(%s)",
+            "SELECT id, amount_captured, amount_refunded FROM payments_payment WHERE id = ANY(%s)",
             (list(expected),),
         ).fetchall()
     actual = {r[0]: (int(r[1]), int(r[2])) for r in rows}
