@@ -71,6 +71,7 @@ RESULTS_FILE = server.RESULTS / "soak.json"
 RETRY_SHARE = 0.10  # completes sent again with the same key after success
 DOUBLE_SHARE = 0.05  # completes sent twice concurrently
 COMES_BACK_SHARE = 0.5  # shoppers who retry after a lost authorization answer
+CHANGES_CART_SHARE = 0.5  # of the others, those who change the cart before they vanish
 SETTLE_SHARE = 0.15  # `manual` orders the operator captures and refunds
 # Carts that pay with the `test` provider, by what its session data makes it do. Every
 # order of the money faults goes to the operator.
@@ -102,6 +103,7 @@ class Scenario:
     fault: str  # "none" (manual) or a key of FAULTS
     mode: str  # "once", "retry" (same key again after success) or "double" (concurrent)
     comes_back: bool  # after a lost authorization answer, does the shopper retry?
+    changes_cart: bool  # if not, does it add an item to the cart before it vanishes?
 
     @classmethod
     def draw(cls, rng: random.Random) -> Scenario:
@@ -117,7 +119,12 @@ class Scenario:
             mode = "retry"
         elif roll < RETRY_SHARE + DOUBLE_SHARE:
             mode = "double"
-        return cls(fault=fault, mode=mode, comes_back=rng.random() < COMES_BACK_SHARE)
+        return cls(
+            fault=fault,
+            mode=mode,
+            comes_back=rng.random() < COMES_BACK_SHARE,
+            changes_cart=rng.random() < CHANGES_CART_SHARE,
+        )
 
     @property
     def provider_id(self) -> str:
@@ -137,6 +144,7 @@ class Shopper:
         # A main connection and a spare (for double clicks) to each server.
         self.clients = [(Client(url), Client(url)) for url in soak.urls]
         self.server = index % len(soak.urls)
+        self.catalog: Catalog | None = None
 
     @property
     def main(self) -> Client:
@@ -148,14 +156,13 @@ class Shopper:
         self.tally.note("failovers", 1)
 
     def run(self, deadline: float) -> None:
-        catalog: Catalog | None = None
         try:
             while time.monotonic() < deadline:
                 # Each checkout lands on either machine.
                 self.server = self.rng.randrange(len(self.clients))
                 try:
-                    catalog = catalog or catalog_fetch(self.main)
-                    self.shop_once(catalog)
+                    self.catalog = self.catalog or catalog_fetch(self.main)
+                    self.shop_once(self.catalog)
                 except CONNECTION_ERRORS:
                     # A step before `complete` died with its server process: the cart holds
                     # no authorization, so the shopper simply starts a new one (and does not
@@ -232,16 +239,36 @@ class Shopper:
                 self.tally.note("abandoned", f"unexpected {reply.status}")
                 return None
             if 503 in statuses and not scenario.comes_back:
-                self.tally.note(
-                    "abandoned", "vanished after a lost authorization (left to the worker)"
-                )
-                self.tally.note("vanished_carts", cart_id)
+                self.vanish(cart_id, scenario)
                 return None
             if time.monotonic() > give_up_at:
                 self.tally.note("abandoned", f"gave up after {PATIENCE_SECONDS:g} s of 409/dropped")
                 self.tally.note("vanished_carts", cart_id)
                 return None
             time.sleep(0.5 if 409 in statuses else 0.2)
+
+    def vanish(self, cart_id: str, scenario: Scenario) -> None:
+        """Leave after a lost authorization answer, sometimes changing the cart first: the
+        worker must complete the cart as it was authorized, or, once it changed, leave it
+        uncompleted with the authorization released (never authorized without an order)."""
+        if scenario.changes_cart and self.catalog is not None:
+            try:
+                reply = line_item_add(self.main, cart_id, self.catalog)
+            except CONNECTION_ERRORS:
+                self.tally.note("connection_errors", 1)
+            else:
+                # 409: a completion still holds the cart (a killed request's lease).
+                self.tally.record("add_item after a lost authorization", reply)
+                if reply.status == 200:
+                    self.tally.note("changed_carts", cart_id)
+                    self.tally.note("abandoned", "vanished after a lost authorization and a change")
+                    return
+                if reply.status != 409:
+                    self.tally.note(
+                        "unexpected_other", f"change: {reply.status} {reply.body[:200]!r}"
+                    )
+        self.tally.note("abandoned", "vanished after a lost authorization (left to the worker)")
+        self.tally.note("vanished_carts", cart_id)
 
     def complete_once(self, cart_id: str, key: str) -> Reply | None:
         try:
@@ -341,7 +368,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 300)))
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument(
-        "--kill-every", type=float, default=30.0, help="seconds between gunicorn worker kills"
+        "--kill-every", type=float, default=20.0, help="seconds between gunicorn worker kills"
     )
     parser.add_argument("--workers", type=int, default=server.WORKERS, help="gunicorn, per server")
     parser.add_argument("--threads", type=int, default=server.THREADS)
@@ -470,6 +497,16 @@ def report_build(
         )
     )
     checks.append(soak_checks.command_check(reconcile))
+    # What the customer authorized was the cart before the change: the worker must never
+    # complete the changed cart on its own (SPEC 5.6: superseded, never asked anew).
+    changed = soak_checks.vanished_outcomes(dsn, tally.changed_carts)
+    checks.append(
+        check(
+            "no cart changed after a lost authorization was completed by the worker",
+            changed["completed by the worker"] == 0,
+            f"{changed}",
+        )
+    )
     checks += soak_checks.money_checks(dsn)
     checks += soak_checks.expectation_checks(dsn, tally.expected)
     checks += soak_checks.database_checks(dsn)
@@ -483,6 +520,7 @@ def report_build(
         "fault errors": run.faults.errors,
         "drain": {"seconds": round(drained_in, 1), "left": left},
         "vanished shoppers' carts": soak_checks.vanished_outcomes(dsn, tally.vanished_carts),
+        "vanished shoppers' carts changed after the lost answer": changed,
         "database": soak_checks.database_totals(dsn),
         "commands": [reconcile],
         "checks": checks,
@@ -542,7 +580,9 @@ def traffic_summary(tally: Tally, run: Run) -> dict[str, Any]:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    for title in ("traffic", "drain", "vanished shoppers' carts", "database"):
+    titles = ["traffic", "drain", "vanished shoppers' carts"]
+    titles += ["vanished shoppers' carts changed after the lost answer", "database"]
+    for title in titles:
         print(f"\n{title.capitalize()}")
         for name, value in report[title].items():
             print(f"  {name}: {value}")

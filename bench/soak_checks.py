@@ -206,9 +206,9 @@ TOTALS = {
         "SELECT count(*) FROM test_provider_ledgerentry WHERE operation = 'authorize'"
     ),
     "remote captures / refunds / cancels (test)": (
-        "SELECT string_agg(n::text, ' / ' ORDER BY o) FROM (SELECT o, (SELECT count(*) FROM"
-        " test_provider_ledgerentry WHERE operation = o) n FROM unnest(ARRAY['capture',"
-        " 'refund', 'cancel']) o) t"
+        "SELECT count(*) FILTER (WHERE operation = 'capture') || ' / '"
+        " || count(*) FILTER (WHERE operation = 'refund') || ' / '"
+        " || count(*) FILTER (WHERE operation = 'cancel') FROM test_provider_ledgerentry"
     ),
     "operations by type and status": (
         "SELECT string_agg(t, ', ' ORDER BY t) FROM (SELECT type || ' ' || status || ': '"

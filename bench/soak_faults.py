@@ -46,6 +46,7 @@ class FaultSchedule(threading.Thread):
         self.log: list[str] = []
         self.errors: list[str] = []
         self.stop = threading.Event()
+        self._restarts: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._began = time.monotonic()
         # (seconds after the start, sequence, action): the whole run's plan, made up front.
@@ -93,27 +94,53 @@ class FaultSchedule(threading.Thread):
         self._note("gunicorn worker", f"SIGKILL gunicorn worker {victim} of {server.name}")
 
     def _kill_celery_worker(self, worker: CeleryWorker) -> None:
+        if not worker.running():
+            return  # still coming back from the last kill
         pid = worker.pid
         worker.crash()
         self._note("celery worker", f"SIGKILL celery {worker.name} (pid {pid}) and its group")
         # The other worker carries on alone meanwhile.
-        if not self.stop.wait(RESTART_DELAY_SECONDS):
-            worker.start()
-            self.log.append(f"{time.monotonic() - self._began:6.1f} s  restarted {worker.name}")
+        self._restart_later(worker, worker.name)
 
     def _crash_server(self, server: Gunicorn) -> None:
+        if not server.running():
+            return
         pids = server.pids()
         server.crash()
         self._note("server", f"SIGKILL {server.name}: master and workers {pids}")
         # Back on the same port; shoppers meanwhile fail over to the other server.
-        if not self.stop.wait(RESTART_DELAY_SECONDS):
-            server.start()
-            self.log.append(f"{time.monotonic() - self._began:6.1f} s  restarted {server.name}")
+        self._restart_later(server, server.name)
+
+    def _restart_later(self, process: CeleryWorker | Gunicorn, name: str) -> None:
+        """As a supervisor would, in the background: the schedule keeps its time while the
+        process imports the project and gets ready (seconds on a loaded machine)."""
+
+        def restart() -> None:
+            if self.stop.wait(RESTART_DELAY_SECONDS):
+                return  # finish() starts it
+            began = time.monotonic()
+            try:
+                process.start()
+            except Exception as error:
+                self.errors.append(f"restarting {name}: {error!r}")
+                return
+            ready = time.monotonic() - began
+            with self._lock:
+                self.log.append(
+                    f"{time.monotonic() - self._began:6.1f} s  restarted {name}"
+                    f" (ready in {ready:.1f} s)"
+                )
+
+        thread = threading.Thread(target=restart, daemon=True)
+        self._restarts.append(thread)
+        thread.start()
 
     def finish(self) -> None:
         """Stop making faults; whatever was killed last is running again afterwards."""
         self.stop.set()
         self.join()
+        for thread in self._restarts:
+            thread.join()
         for process in [*self.workers, *self.servers]:
             if not process.running():
                 process.start()

@@ -25,6 +25,7 @@ class Tally:
     orders_by_server: Counter[str] = field(default_factory=Counter)
     abandoned: Counter[str] = field(default_factory=Counter)
     vanished_carts: list[str] = field(default_factory=list)
+    changed_carts: list[str] = field(default_factory=list)
     fault_503s: Counter[str] = field(default_factory=Counter)
     replays_checked: int = 0
     replay_mismatches: list[str] = field(default_factory=list)
