@@ -35,9 +35,11 @@ ADMIN = "/api/admin"
 RETRY_LOST_SHARE = 0.5  # lost answers retried with the same key (the rest left to the worker)
 SECOND_FORM_SHARE = 0.3  # after a lost refund answer, a second refund form (a new key)
 REFUND_REPLAY_SHARE = 0.2  # manual refunds sent again with the same key
-# How long the operator keeps retrying one request (409 while a killed request's lease
-# lives, connection errors while a server restarts) before giving up on that payment.
-PATIENCE_SECONDS = 15.0
+# How long the operator keeps retrying one request before giving up on that payment: a
+# request killed mid-way holds its Idempotency-Key (409 idempotency_key_in_use), then its
+# operation (409 invalid_state, "settling at the provider"), each for up to
+# IDEMPOTENCY_LOCK_LEASE_SECONDS (10 s in the soak); connection errors while a server restarts.
+PATIENCE_SECONDS = 30.0
 # An asynchronous capture settles 1 s after it is asked, then at the worker's next sweep.
 ASYNC_SETTLE_WITHIN_SECONDS = 20.0
 # A refund refused because the capture before it is still being settled is tried again.
@@ -219,9 +221,10 @@ class Operator:
                 time.sleep(0.2)
                 continue
             self.tally.record(kind, reply, allowed_503=job.fault in ("lost_capture", "lost_refund"))
-            # 409 idempotency_key_in_use: a request with this key is in flight (or died
-            # holding its lease); the same key again shortly.
-            if reply.status != 409 or reply.code != "idempotency_key_in_use":
+            # 409: a request with this key, or an operation on this payment, is in flight
+            # (or died holding its lease): the same key again shortly. A 409 stored as this
+            # key's final answer is replayed as such, and is final.
+            if reply.status != 409 or reply.headers.get("idempotent-replayed") == "true":
                 return reply
             time.sleep(0.5)
         return None
