@@ -40,7 +40,11 @@ class CeleryWorker:
 
     def start(self, ready_timeout: float = 60.0) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        # A restarted worker's log continues its predecessor's; a new run starts afresh.
+        # A restarted worker's log and schedule continue its predecessor's (as they would on
+        # its machine); a new run starts afresh.
+        if not self.starts:
+            for stale in RESULTS.glob(f"{self.schedule_path.name}*"):
+                stale.unlink()
         self._log = open(self.log_path, "ab" if self.starts else "wb")  # noqa: SIM115
         ready_from = self.log_path.stat().st_size
         command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--beat"]
@@ -73,6 +77,16 @@ class CeleryWorker:
                     return
             time.sleep(0.2)
         raise RuntimeError(f"celery worker {self.name} not ready in {timeout} s; {self.log_path}")
+
+    def activity(self) -> dict[str, int]:
+        """From its log: how often it started, what its scheduler sent, the tasks it ran."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return {
+            "starts": self.starts,
+            "periodic tasks sent by its beat": text.count("Sending due task"),
+            "tasks succeeded": text.count(" succeeded in "),
+            "tasks failed": text.count("] raised unexpected"),
+        }
 
     def crash(self) -> None:
         """SIGKILL the worker, its pool and its scheduler: tasks in flight die mid-way and

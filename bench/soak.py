@@ -381,6 +381,7 @@ class Run:
     shopping_seconds: float  # until the last shopper finished its last checkout
     operator_seconds: float  # then, until the operator settled what was still queued
     faults: FaultSchedule
+    workers: list[CeleryWorker]
 
 
 def drive(
@@ -418,7 +419,7 @@ def drive(
     operator_stop.set()
     for thread in operators:
         thread.join()
-    return Run(shopped - began, time.monotonic() - shopped, faults)
+    return Run(shopped - began, time.monotonic() - shopped, faults, workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -519,6 +520,7 @@ def report_build(
         "faults": run.faults.log,
         "fault errors": run.faults.errors,
         "drain": {"seconds": round(drained_in, 1), "left": left},
+        "celery workers": {w.name: w.activity() for w in run.workers},
         "vanished shoppers' carts": soak_checks.vanished_outcomes(dsn, tally.vanished_carts),
         "vanished shoppers' carts changed after the lost answer": changed,
         "database": soak_checks.database_totals(dsn),
@@ -546,6 +548,15 @@ def traffic_checks(tally: Tally) -> list[dict[str, Any]]:
             "a retried key replays byte for byte",
             not tally.replay_mismatches,
             f"{tally.replay_mismatches[:5]}",
+        ),
+        check(
+            # SPEC 6: a retry after a lost answer asks the provider again under the same
+            # provider key and gets the real outcome. A 503 here means the retry did not ask
+            # (payment_settle_unresolved found the operation leased by another attempt, the
+            # worker's, and answered 503 where its docstring promises 409 "in progress").
+            "a lost money answer retried with its key gets the real outcome, not another 503",
+            not tally.retry_503s,
+            f"{len(tally.retry_503s)}: {tally.retry_503s[:3]}",
         ),
         check(
             "every admin capture and refund answered as expected",
@@ -580,7 +591,7 @@ def traffic_summary(tally: Tally, run: Run) -> dict[str, Any]:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    titles = ["traffic", "drain", "vanished shoppers' carts"]
+    titles = ["traffic", "drain", "celery workers", "vanished shoppers' carts"]
     titles += ["vanished shoppers' carts changed after the lost answer", "database"]
     for title in titles:
         print(f"\n{title.capitalize()}")

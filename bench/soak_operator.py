@@ -114,6 +114,9 @@ class Operator:
             if self.rng.random() < RETRY_LOST_SHARE:
                 self.tally.note("lost_answers", "capture retried with its key")
                 reply = self.post(job, "admin capture (retry)", f"{job.base}/capture", {}, key)
+                reply = self.until_answered(
+                    job, "admin capture (retry)", "/capture", {}, key, reply
+                )
                 if reply is None or reply.status != 200:
                     return self._mismatch(job, f"capture retry {_status(reply)}")
             else:
@@ -147,6 +150,11 @@ class Operator:
         body = {"amount": amount, "reason": "other"}
         key = uuid.uuid4().hex
         reply = self.post(job, "admin refund", f"{job.base}/refund", body, key)
+        if reply is not None and reply.status == 503 and job.fault == "lost_capture":
+            # This refund's own provider call cannot lose its answer (the switch is the
+            # capture's): the 503 says the capture before it is still unknown here.
+            self.note_retry_503(job, "admin refund after a lost capture", reply)
+            reply = self.until_answered(job, "admin refund", "/refund", body, key, reply)
         if reply is None:
             return self._lost_track(job, "refund: no answer")
         if reply.status in (409, 422) and job.fault == "lost_capture":
@@ -161,6 +169,9 @@ class Operator:
             if self.rng.random() < RETRY_LOST_SHARE:
                 self.tally.note("lost_answers", "refund retried with its key")
                 again = self.post(job, "admin refund (retry)", f"{job.base}/refund", body, key)
+                again = self.until_answered(
+                    job, "admin refund (retry)", "/refund", body, key, again
+                )
                 if again is None or again.status != 200:
                     return self._mismatch(job, f"refund retry {_status(again)}")
             else:
@@ -169,12 +180,19 @@ class Operator:
                 # A second form while the first refund's outcome is unknown here: it must
                 # first settle that one (SPEC 6), then refund once more, not three times.
                 self.tally.note("lost_answers", "second refund form")
-                second = self.post(job, "admin refund (2nd form)", f"{job.base}/refund", body)
+                key = uuid.uuid4().hex
+                kind = "admin refund (2nd form)"
+                second = self.post(job, kind, f"{job.base}/refund", body, key)
+                # Its first 503 is the switch again (or the first refund still unknown here):
+                # retried with its key until the real outcome, so what moved is known.
+                if second is not None and second.status == 503:
+                    second = self.post(job, kind, f"{job.base}/refund", body, key)
+                    second = self.until_answered(job, kind, "/refund", body, key, second)
                 if second is None:
                     return self._lost_track(job, "second refund: no answer")
-                if second.status not in (200, 503):
+                if second.status != 200:
                     return self._mismatch(job, f"second refund form {second.status}")
-                job.refunded += amount  # a 503 here is the switch again: it took effect
+                job.refunded += amount
             return None, 0.0
         if reply.status != 200:
             return self._mismatch(job, f"refund {reply.status} {reply.body[:120]!r}")
@@ -196,6 +214,23 @@ class Operator:
         self.tally.note("lost_answers", f"operator gave up: {what}")
         job.uncertain = True
         return None, 0.0
+
+    def until_answered(
+        self, job: MoneyJob, kind: str, path: str, body: dict, key: str, reply: Reply | None
+    ) -> Reply | None:
+        """A retry, with its key, of a request whose provider answer was lost must get the
+        provider's real outcome (SPEC 6: it asks the provider again under the same provider
+        key, which answers). Each further 503 is noted, and the same key tried again."""
+        give_up_at = time.monotonic() + PATIENCE_SECONDS
+        while reply is not None and reply.status == 503 and time.monotonic() < give_up_at:
+            self.note_retry_503(job, kind, reply)
+            time.sleep(1.0)
+            reply = self.post(job, kind, f"{job.base}{path}", body, key)
+        return reply
+
+    def note_retry_503(self, job: MoneyJob, kind: str, reply: Reply) -> None:
+        detail = reply.json().get("message", "") if reply.code else reply.body[:100]
+        self.tally.note("retry_503s", f"{job.payment_id} ({job.fault}) {kind}: {detail!r}")
 
     # HTTP ---------------------------------------------------------------------------------
 

@@ -34,6 +34,8 @@ class Tally:
     lost_answers: Counter[str] = field(default_factory=Counter)
     refund_replays: int = 0
     settle_mismatches: list[str] = field(default_factory=list)
+    # 503s answered to a retry, with its key, of a lost money answer (see until_answered).
+    retry_503s: list[str] = field(default_factory=list)
     # payment id -> (amount_captured, amount_refunded) the operator's actions must leave.
     expected: dict[str, tuple[int, int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
