@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,15 +79,27 @@ class CeleryWorker:
             time.sleep(0.2)
         raise RuntimeError(f"celery worker {self.name} not ready in {timeout} s; {self.log_path}")
 
+    def _log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def activity(self) -> dict[str, int]:
         """From its log: how often it started, what its scheduler sent, the tasks it ran."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        text = self._log_text()
         return {
             "starts": self.starts,
             "periodic tasks sent by its beat": text.count("Sending due task"),
             "tasks succeeded": text.count(" succeeded in "),
-            "tasks failed": text.count("] raised unexpected"),
+            "tasks raised": text.count("] raised unexpected"),
         }
+
+    def task_errors(self) -> list[str]:
+        """The tasks that raised, one line each, task id left out (Celery's own format:
+        `Task <name>[<id>] raised unexpected: <exception>`)."""
+        return [
+            re.sub(r"\[[0-9a-f-]{36}\]", "", line.split("Task ", 1)[-1])[:300]
+            for line in self._log_text().splitlines()
+            if "] raised unexpected" in line
+        ]
 
     def crash(self) -> None:
         """SIGKILL the worker, its pool and its scheduler: tasks in flight die mid-way and

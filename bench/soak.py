@@ -498,6 +498,16 @@ def report_build(
         )
     )
     checks.append(soak_checks.command_check(reconcile))
+    # Every task is idempotent and two schedulers only sweep twice (SPEC 5.7): a task that
+    # raises, when two workers do the same job at once, is a job that is not.
+    task_errors = [error for worker in run.workers for error in worker.task_errors()]
+    checks.append(
+        check(
+            "no Celery task raised (two workers, two schedulers: harmless)",
+            not task_errors,
+            f"{len(task_errors)}: {sorted(set(task_errors))[:3]}",
+        )
+    )
     # What the customer authorized was the cart before the change: the worker must never
     # complete the changed cart on its own (SPEC 5.6: superseded, never asked anew).
     changed = soak_checks.vanished_outcomes(dsn, tally.changed_carts)
