@@ -50,7 +50,8 @@ def test_honest_money_passes_every_check(refunded):
 
 
 def test_a_refund_doubled_at_the_provider_is_reported(refunded):
-    first = LedgerEntry.objects.get(operation="refund", authorization=refunded.data["authorization"])
+    authorization = refunded.data["authorization"]
+    first = LedgerEntry.objects.get(operation="refund", authorization=authorization)
     first.pk, first.reference, first.idempotency_key = None, "doubled", "doubled"
     first.save()
 
