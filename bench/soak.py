@@ -75,7 +75,7 @@ CHANGES_CART_SHARE = 0.5  # of the others, those who change the cart before they
 SETTLE_SHARE = 0.15  # `manual` orders the operator captures and refunds
 # Carts that pay with the `test` provider, by what its session data makes it do. Every
 # order of the money faults goes to the operator.
-FAULTS = {
+FAULTS: dict[str, tuple[float, dict[str, Any]]] = {
     "lost_authorization": (0.05, {"fail_after_authorize": True}),
     "lost_capture": (0.04, {"fail_after_capture": True}),
     "lost_refund": (0.04, {"fail_after_refund": True}),

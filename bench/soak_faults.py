@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 from bench.celery_worker import CeleryWorker
 from bench.server import Gunicorn
@@ -54,13 +55,13 @@ class FaultSchedule(threading.Thread):
         at, turn = every, 0
         while at < seconds:
             server = servers[turn % len(servers)]
-            self._add(at, lambda server=server: self._kill_gunicorn_worker(server))
+            self._add(at, partial(self._kill_gunicorn_worker, server))
             if at + every / 2 < seconds:
                 worker = workers[turn % len(workers)]
-                self._add(at + every / 2, lambda worker=worker: self._kill_celery_worker(worker))
+                self._add(at + every / 2, partial(self._kill_celery_worker, worker))
             at, turn = at + every, turn + 1
         if len(servers) > 1:
-            self._add(seconds / 2 + every / 4, lambda: self._crash_server(servers[-1]))
+            self._add(seconds / 2 + every / 4, partial(self._crash_server, servers[-1]))
 
     def _add(self, at: float, action: Callable[[], None]) -> None:
         heapq.heappush(self._plan, (at, len(self._plan), action))
@@ -141,6 +142,7 @@ class FaultSchedule(threading.Thread):
         self.join()
         for thread in self._restarts:
             thread.join()
-        for process in [*self.workers, *self.servers]:
+        processes: list[CeleryWorker | Gunicorn] = [*self.workers, *self.servers]
+        for process in processes:
             if not process.running():
                 process.start()
