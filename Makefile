@@ -82,7 +82,10 @@ test: install postgres redis browser lint
 bench: install postgres
 	$(BIN)/python -m bench.checkout $(BENCH_ARGS)
 
-# Exactly-once under load and faults: 16 clients for SOAK_SECONDS (default 300) with retries,
-# double sends, lost answers and a worker SIGKILLed every 30 s; fails if a check fails.
-soak: install postgres
+# Exactly-once under load and faults on two "machines": two gunicorn servers and two Celery
+# workers (with their schedulers), 16 clients for SOAK_SECONDS (default 300) with retries,
+# double sends and lost answers; gunicorn and Celery processes and once a whole server are
+# SIGKILLed on a schedule; then the workers drain and the checks run (bench/README.md).
+# Fails if a check fails.
+soak: install postgres redis
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

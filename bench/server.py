@@ -6,6 +6,7 @@ Shared by `bench/checkout.py` and `bench/soak.py`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -138,9 +139,18 @@ def free_port() -> int:
 class Gunicorn:
     """gunicorn serving `config.wsgi` on a free port; its log goes to bench/results/."""
 
-    def __init__(self, env: dict[str, str], options: GunicornOptions, log_name: str) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        options: GunicornOptions,
+        log_name: str,
+        *,
+        name: str = "gunicorn",
+    ) -> None:
         self.env = env
         self.options = options
+        self.name = name
+        # Kept across restarts: a machine that comes back answers at the same address.
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = RESULTS / log_name
@@ -152,13 +162,25 @@ class Gunicorn:
         assert self._process is not None
         return self._process.pid
 
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def start(self, ready_timeout: float = 60.0) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        # A restarted server's log continues its predecessor's; a new run starts afresh.
+        mode = "ab" if self._process is not None else "wb"
+        self._log = open(self.log_path, mode)  # noqa: SIM115 (closed in stop())
         command = [sys.executable, "-m", "gunicorn", "config.wsgi"]
         command += ["--bind", f"127.0.0.1:{self.port}", *self.options.args()]
+        # Its own process group, so crash() can take the master and its workers down at
+        # once, as a machine that loses power would.
         self._process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self._wait_ready(ready_timeout)
 
@@ -187,6 +209,17 @@ class Gunicorn:
     def pids(self) -> list[int]:
         return [self.master_pid, *self.worker_pids()]
 
+    def crash(self) -> None:
+        """SIGKILL the master and every worker at once: requests in flight die mid-way."""
+        if self._process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
+        self._process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def stop(self) -> None:
         """SIGTERM: gunicorn's graceful shutdown, then a kill if it hangs."""
         if self._process is not None and self._process.poll() is None:
@@ -194,10 +227,10 @@ class Gunicorn:
             try:
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+                self.crash()
         if self._log is not None:
             self._log.close()
+            self._log = None
 
     def __enter__(self) -> Gunicorn:
         self.start()
