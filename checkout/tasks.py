@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from celery import shared_task
@@ -13,6 +14,8 @@ from checkout.webhooks import webhook_process as webhook_process_service
 from payments import errors
 from payments.models import PaymentSession, WebhookEvent
 from payments.webhooks import webhooks_due
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task
@@ -62,4 +65,11 @@ def sessions_release_due() -> int:
         .values_list("cart_id", flat=True)
         .distinct()[:100]
     )
-    return sum(cart_release_unselected_sessions(cart_id=cart_id) for cart_id in list(carts))
+    released = 0
+    for cart_id in list(carts):
+        try:
+            released += cart_release_unselected_sessions(cart_id=cart_id)
+        except errors.DomainError:
+            # One cart's trouble (its provider uninstalled, say) does not stop the others.
+            logger.warning("Could not release the sessions of %s", cart_id, exc_info=True)
+    return released

@@ -18,6 +18,7 @@ the same payment before it decides anything.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -53,6 +54,7 @@ from providers.base import (
     PaymentProviderBase,
     ProviderError,
     ProviderErrorKind,
+    PurchaseLine,
     RefundReason,
     SessionInput,
     SessionStatus,
@@ -165,8 +167,20 @@ def _money_call(operation: PaymentOperation) -> Callable[[PaymentProviderBase], 
     raise ValueError(f"{operation.type} is not a money movement.")
 
 
+def session_params(session: SessionInput, **extra: Any) -> dict[str, Any]:
+    """The session as the provider was sent it, kept on the operation so the call can be
+    sent again exactly, even after the session's row is gone."""
+    return {"session": dataclasses.asdict(session), **extra}
+
+
+def session_of(operation: PaymentOperation) -> SessionInput:
+    fields = dict(operation.params["session"])
+    fields["lines"] = tuple(PurchaseLine(**line) for line in fields.get("lines") or ())
+    return SessionInput(**fields)
+
+
 def _release_call(operation: PaymentOperation) -> Callable[[PaymentProviderBase], OperationResult]:
-    session = SessionInput(**operation.params["session"])
+    session = session_of(operation)
 
     def release(provider: PaymentProviderBase) -> OperationResult:
         provider.delete_session(session)

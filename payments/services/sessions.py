@@ -24,7 +24,7 @@ from django.utils import timezone
 from payments import errors
 from payments.models import OperationType, Payment, PaymentOperation, PaymentSession
 from payments.purchase import Purchase
-from payments.services.actors import STOREFRONT, Actor
+from payments.services.actors import STOREFRONT, SYSTEM, Actor
 from payments.services.calls import event_record, installed_provider
 from payments.services.operations import (
     next_key,
@@ -33,6 +33,8 @@ from payments.services.operations import (
     operation_send,
     operation_settle,
     provider_send,
+    session_of,
+    session_params,
 )
 from providers.base import (
     AuthorizationResult,
@@ -40,6 +42,7 @@ from providers.base import (
     PaymentProviderBase,
     ProviderError,
     ProviderErrorKind,
+    SessionInput,
     SessionResult,
     SessionStatus,
 )
@@ -63,10 +66,12 @@ def _session_call(
     key: str,
     actor: Actor,
     call: Callable[[PaymentProviderBase], SessionResult],
+    request: SessionInput,
     amount: int | None = None,
 ) -> SessionResult:
     """Write the call down (or take over its earlier attempt under the same key), send it,
-    and record the outcome; raises the ProviderError after recording it."""
+    and record the outcome; raises the ProviderError after recording it. The request is
+    kept on the operation, so the worker can send it again if this process dies."""
     operation = PaymentOperation.objects.filter(
         provider_id=session.provider_id, idempotency_key=key
     ).first()
@@ -81,6 +86,7 @@ def _session_call(
                     session_id=session.id,
                     cart_id=session.cart_id,
                     amount=amount,
+                    params=session_params(request, revision=session.revision),
                 )
         except IntegrityError:
             raise errors.InvalidState("This session is being changed; retry.") from None
@@ -183,6 +189,7 @@ def payment_session_initiate(
             actor=actor,
             amount=session.amount,
             call=lambda p: p.initiate_session(request, idempotency_key=key),
+            request=request,
         )
     except ProviderError as error:
         _mark_error(session, error)
@@ -227,6 +234,7 @@ def payment_session_update_amount(
             actor=actor,
             amount=amount,
             call=lambda p: p.update_session(request),
+            request=request,
         )
     except ProviderError as error:
         _mark_error(session, error)
@@ -275,6 +283,7 @@ def payment_session_update_data(
             key=next_key(session.provider_id, f"{session.id}:data:{session.revision}:{digest}"),
             actor=actor,
             call=lambda p: p.update_session_data(request, rest),
+            request=request,
         )
     except ProviderError as error:
         if error.kind is not ProviderErrorKind.INVALID:
@@ -297,36 +306,70 @@ def payment_session_release(
     sent again after the row is gone. It never fails the caller: a provider that cannot be
     reached gets it again from the worker, under the same key.
     """
-    snapshot = session.as_input()
-    params = {
-        "session": {
-            "session_id": snapshot.session_id,
-            "cart_id": snapshot.cart_id,
-            "amount": snapshot.amount,
-            "currency_code": snapshot.currency_code,
-            "data": dict(snapshot.data),
-        }
-    }
     key = f"{session.id}:release:{session.revision}"
     with transaction.atomic():
-        operation = PaymentOperation.objects.filter(
-            provider_id=session.provider_id, idempotency_key=key
-        ).first()
-        if operation is None:
-            operation = operation_open(
-                type=OperationType.RELEASE,
-                provider_id=session.provider_id,
-                idempotency_key=key,
-                actor=actor,
-                session_id=session.id,
-                cart_id=session.cart_id,
-                params=params,
+        try:
+            # A savepoint: two workers releasing one session at once (the queued task and
+            # the sweep) both try to write it down; the key's unique index lets one win.
+            with transaction.atomic():
+                operation = operation_open(
+                    type=OperationType.RELEASE,
+                    provider_id=session.provider_id,
+                    idempotency_key=key,
+                    actor=actor,
+                    session_id=session.id,
+                    cart_id=session.cart_id,
+                    params=session_params(session.as_input()),
+                )
+            mine = True
+        except IntegrityError:
+            operation = PaymentOperation.objects.get(
+                provider_id=session.provider_id, idempotency_key=key
             )
+            mine = False
         if delete:
             PaymentSession.objects.filter(pk=session.pk).delete()
-    if operation.status == Status.REQUESTED:
+    if mine:
+        # Only the attempt that wrote it down sends it (it holds its lease); another
+        # leaves it to that attempt, or to the worker once the lease lapses.
         return operation_settle(operation.id, operation_send(operation), actor=actor)
     return operation
+
+
+def session_operation_resume(*, operation_id: str, actor: Actor = SYSTEM) -> PaymentOperation:
+    """Send again an initiate or an amount update whose process died mid-call (or whose
+    answer was lost), under its own key, so the remote object it made is found and kept on
+    the session. One the session has moved past (a newer revision, a deleted row, a
+    storefront's data, which it sends again itself) is settled as superseded."""
+    operation = operation_claim(operation_id)
+    if operation is None:
+        return PaymentOperation.objects.get(pk=operation_id)
+    session = PaymentSession.objects.filter(pk=operation.session_id).first()
+    resumable = (
+        session is not None
+        and operation.type in (OperationType.INITIATE, OperationType.UPDATE)
+        and ":data:" not in operation.idempotency_key
+        and "session" in operation.params
+        and operation.params.get("revision") == session.revision
+    )
+    if not resumable:
+        superseded = ProviderError(ProviderErrorKind.OTHER, "Superseded: the session moved on.")
+        return operation_settle(operation_id, superseded, actor=actor)
+    assert session is not None
+    request, key = session_of(operation), operation.idempotency_key
+    outcome: SessionResult | ProviderError = provider_send(
+        operation,
+        (lambda p: p.initiate_session(request, idempotency_key=key))
+        if operation.type == OperationType.INITIATE
+        else (lambda p: p.update_session(request)),
+    )
+    if isinstance(outcome, ProviderError):
+        return operation_settle(operation_id, outcome, actor=actor)
+    _store_result(session, outcome)
+    settled = OperationResult(
+        amount=operation.amount or 0, raw=outcome.raw, request_id=outcome.request_id
+    )
+    return operation_settle(operation_id, settled, actor=actor)
 
 
 def payment_session_select(*, cart_id: str, provider_id: str) -> None:

@@ -10,21 +10,24 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from django.db import connection
 
 from checkout.models import Order
-from payments.models import Payment
+from payments.models import Payment, PaymentOperation, PaymentSession
+from payments.services import SYSTEM
+from payments.services.sessions import payment_session_release
 from tests import factories
 from tests.backoffice import remote
 from tests.checkout.conftest import Storefront
 
 
-def race(*calls: Callable[[], int]) -> list[int]:
+def race(*calls: Callable[[], Any]) -> list[Any]:
     barrier = threading.Barrier(len(calls))
 
-    def run(call: Callable[[], int]) -> int:
+    def run(call: Callable[[], Any]) -> Any:
         barrier.wait()
         try:
             return call()
@@ -96,3 +99,19 @@ def test_stripe_down_fails_only_its_own_session_and_manual_still_pays(
     assert int(stripe_selected["Retry-After"]) > 0
     assert manual_selected.status_code == 200
     assert (completed.status_code, completed.json()["type"]) == (200, "order")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_releasing_one_session_at_once_release_it_once(region, product):
+    cart_id = Storefront().cart_ready(region, product, provider="manual")
+    session_id = PaymentSession.objects.get(cart_id=cart_id, provider_id="test").id
+
+    def release() -> str:
+        session = PaymentSession.objects.get(pk=session_id)
+        return payment_session_release(session=session, actor=SYSTEM).id
+
+    first, second = race(release, release)
+
+    assert first == second  # one operation, written down once
+    assert PaymentOperation.objects.get(type="release").status == "succeeded"
+    assert PaymentSession.objects.get(pk=session_id).status == "canceled"

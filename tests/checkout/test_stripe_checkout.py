@@ -23,6 +23,7 @@ from payments.models import (
     Refund,
     WebhookEvent,
 )
+from payments.services.recovery import operations_resume_due
 from providers.registry import get_provider
 from tests import factories
 from tests.checkout.conftest import Storefront
@@ -421,3 +422,21 @@ def test_the_stripe_intent_a_customer_did_not_pay_with_is_canceled_after_the_ord
 
 def intent_session(cart_id: str) -> str:
     return PaymentSession.objects.get(cart_id=cart_id, provider_id="stripe").id
+
+
+def test_an_intent_made_by_a_session_whose_answer_was_lost_is_found_not_orphaned(
+    store, stripe_server, stripe_region, product
+):
+    cart_id = store.post("carts", {"region_id": stripe_region.id}).json()["id"]
+    store.post(f"carts/{cart_id}/line-items", {"product_id": product.id, "quantity": 1})
+    stripe_server.fail_next("payment_intents.create", Fault.DROP)
+
+    sessions = store.post(f"carts/{cart_id}/payment-sessions")
+    # The shopper walks away; the worker's sweep sends the initiate again, same key.
+    resumed = operations_resume_due()
+
+    assert sessions.status_code == 200
+    session = PaymentSession.objects.get(cart_id=cart_id, provider_id="stripe")
+    assert [op.type for op in resumed] == ["initiate"]
+    assert resumed[0].status == "succeeded"
+    assert list(stripe_server.intents) == [session.data["id"]]  # one intent, and it is known
