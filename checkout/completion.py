@@ -336,7 +336,7 @@ def checkout_complete_stalled(
             superseded = ProviderError(
                 ProviderErrorKind.OTHER, "Superseded: the cart changed after this was asked."
             )
-            operation_settle(operation.id, superseded, actor=SYSTEM)
+            operation_settle(operation, superseded, actor=SYSTEM)
         else:
             cart_ids.append(operation.cart_id)
     cart_ids += (

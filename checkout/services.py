@@ -313,18 +313,19 @@ def cart_payment_session_select(
 ) -> Cart:
     """Select the provider's session, opening it first if needed. The customer needs this
     one: a provider that is down answers 503 with Retry-After."""
-    region_id = Cart.objects.filter(pk=cart_id).values_list("region_id", flat=True).first()
-    if region_id is None:
-        raise errors.NotFound("No cart with this id.")
-    if provider_id not in _enabled_provider_ids(region_id):
+    cart = cart_get(cart_id)
+    if provider_id not in _enabled_provider_ids(cart.region_id):
         raise errors.ProviderNotAvailable(
             f"Provider {provider_id!r} is not enabled in this region."
         )
+    session = next((s for s in cart.payment_sessions.all() if s.provider_id == provider_id), None)
+    if session is not None and session.status != SessionStatus.ERROR:
+        # Nothing to ask the provider: select under the cart's lock alone.
+        with transaction.atomic():
+            cart_lock_for_change(cart_id, contents=False)
+            payment_session_select(cart_id=cart_id, provider_id=provider_id)
+        return cart_get(cart_id)
     with cart_change(cart_id, contents=False):
-        cart = cart_get(cart_id)
-        session = next(
-            (s for s in cart.payment_sessions.all() if s.provider_id == provider_id), None
-        )
         _session_open(cart, provider_id, session, actor)
         with transaction.atomic():
             cart_lock(cart_id)

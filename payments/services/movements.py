@@ -260,5 +260,5 @@ def refunds_execute(refunds: Sequence[Refund], *, actor: Actor) -> None:
                 ProviderErrorKind.OTHER, "Not sent: an earlier refund of the request failed."
             )
             for later in operations[index + 1 :]:
-                operation_settle(later.id, not_sent, actor=actor)
+                operation_settle(later, not_sent, actor=actor)
             raise

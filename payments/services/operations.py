@@ -127,15 +127,6 @@ def operation_claim(operation_id: str) -> PaymentOperation | None:
     return PaymentOperation.objects.select_related("payment", "refund").get(pk=operation_id)
 
 
-def next_key(provider_id: str, base: str) -> str:
-    """A provider key derived from what the call does. Providers replay a key's answer,
-    refusals included, so an attempt after a definitive failure gets the next suffix."""
-    failed = PaymentOperation.objects.filter(
-        provider_id=provider_id, idempotency_key__startswith=base, status=Status.FAILED
-    ).count()
-    return base if not failed else f"{base}:{failed}"
-
-
 # Sending --------------------------------------------------------------------------------
 
 
@@ -200,14 +191,21 @@ def operation_send(operation: PaymentOperation) -> OperationResult | ProviderErr
 
 
 def operation_settle(
-    operation_id: str, outcome: OperationResult | ProviderError, *, actor: Actor
+    operation: PaymentOperation | str, outcome: OperationResult | ProviderError, *, actor: Actor
 ) -> PaymentOperation:
     """Record what the provider answered, once: an operation settled meanwhile (a
     concurrent attempt, a webhook, a re-read) is left as it is. Amounts move only on
-    `succeeded`, in this transaction, with the success event."""
-    payment_id = (
-        PaymentOperation.objects.filter(pk=operation_id).values_list("payment_id", flat=True).get()
-    )
+    `succeeded`, in this transaction, with the success event. Given the operation rather
+    than its id, it need not look up its payment first."""
+    if isinstance(operation, PaymentOperation):
+        operation_id, payment_id = operation.id, operation.payment_id
+    else:
+        operation_id = operation
+        payment_id = (
+            PaymentOperation.objects.filter(pk=operation_id)
+            .values_list("payment_id", flat=True)
+            .get()
+        )
     with transaction.atomic():
         payment = payment_lock(payment_id) if payment_id else None
         operation = (
@@ -358,7 +356,7 @@ def operation_execute(operation: PaymentOperation, *, actor: Actor) -> PaymentOp
     moved), InvalidState (409, the provider is not ready for it) or ProviderUnavailable
     (503, the outcome is unknown; it stays to be asked again with the same key)."""
     outcome = operation_send(operation)
-    settled = operation_settle(operation.id, outcome, actor=actor)
+    settled = operation_settle(operation, outcome, actor=actor)
     error = operation_error(settled, outcome)
     if error is not None:
         raise error
@@ -379,7 +377,7 @@ def operation_resume(*, operation_id: str, actor: Actor = SYSTEM) -> PaymentOper
         # storefront call, the stalled-checkout sweep); give the lease back.
         PaymentOperation.objects.filter(pk=operation_id).update(lease_until=None)
         return operation
-    return operation_settle(operation_id, operation_send(operation), actor=actor)
+    return operation_settle(operation, operation_send(operation), actor=actor)
 
 
 def operation_refresh(*, operation_id: str, actor: Actor = SYSTEM) -> PaymentOperation:
@@ -421,7 +419,7 @@ def payment_settle_unresolved(*, payment_id: str, actor: Actor) -> None:
             busy = errors.InvalidState(f"A {type} of this payment is being asked; retry shortly.")
             busy.retry_after = 1
             raise busy
-        if operation_settle(operation_id, operation_send(claimed), actor=actor).status == (
+        if operation_settle(claimed, operation_send(claimed), actor=actor).status == (
             Status.UNKNOWN
         ):
             raise errors.ProviderUnavailable(

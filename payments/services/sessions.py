@@ -27,7 +27,6 @@ from payments.purchase import Purchase
 from payments.services.actors import STOREFRONT, SYSTEM, Actor
 from payments.services.calls import event_record, installed_provider
 from payments.services.operations import (
-    next_key,
     operation_claim,
     operation_open,
     operation_send,
@@ -59,49 +58,74 @@ def provider_error_for_session(error: ProviderError) -> errors.DomainError:
     return errors.ProviderFailed(error.message)
 
 
+def _session_operation(
+    session: PaymentSession,
+    type: str,
+    base: str,
+    actor: Actor,
+    request: SessionInput,
+    amount: int | None,
+) -> PaymentOperation:
+    """The operation for this call: an earlier attempt under its key taken over (its answer
+    was lost), or a new one written down, numbered past refused attempts (a provider replays
+    a refusal for its key). One indexed read of the session's calls of this type."""
+    earlier = [
+        op
+        for op in PaymentOperation.objects.filter(session_id=session.id, type=type)
+        if op.idempotency_key == base or op.idempotency_key.startswith(f"{base}:")
+    ]
+    unresolved = next((op for op in earlier if op.status in PaymentOperation.UNRESOLVED), None)
+    if unresolved is not None:
+        claimed = operation_claim(unresolved.id)
+        if claimed is None:
+            raise errors.InvalidState("This session is being changed; retry.")
+        return claimed
+    failed = sum(op.status == Status.FAILED for op in earlier)
+    key = base if not failed else f"{base}:{failed}"
+    done = next((op for op in earlier if op.idempotency_key == key), None)
+    if done is not None:
+        return done  # answered already: sending it again only re-reads the remote session
+    try:
+        # One INSERT, committed on its own: written down before it is sent.
+        return operation_open(
+            type=type,
+            provider_id=session.provider_id,
+            idempotency_key=key,
+            actor=actor,
+            session_id=session.id,
+            cart_id=session.cart_id,
+            amount=amount,
+            params=session_params(request, revision=session.revision),
+        )
+    except IntegrityError:
+        raise errors.InvalidState("This session is being changed; retry.") from None
+
+
 def _session_call(
     *,
     session: PaymentSession,
     type: str,
-    key: str,
+    base: str,
     actor: Actor,
-    call: Callable[[PaymentProviderBase], SessionResult],
+    call: Callable[[PaymentProviderBase, str], SessionResult],
     request: SessionInput,
     amount: int | None = None,
+    operation: PaymentOperation | None = None,
 ) -> SessionResult:
-    """Write the call down (or take over its earlier attempt under the same key), send it,
-    and record the outcome; raises the ProviderError after recording it. The request is
-    kept on the operation, so the worker can send it again if this process dies."""
-    operation = PaymentOperation.objects.filter(
-        provider_id=session.provider_id, idempotency_key=key
-    ).first()
+    """Write the call down (or take over its earlier attempt), send it with the operation's
+    key, and record the outcome; raises the ProviderError after recording it. The request
+    is kept on the operation, so the worker can send it again if this process dies."""
     if operation is None:
-        try:
-            with transaction.atomic():
-                operation = operation_open(
-                    type=type,
-                    provider_id=session.provider_id,
-                    idempotency_key=key,
-                    actor=actor,
-                    session_id=session.id,
-                    cart_id=session.cart_id,
-                    amount=amount,
-                    params=session_params(request, revision=session.revision),
-                )
-        except IntegrityError:
-            raise errors.InvalidState("This session is being changed; retry.") from None
-    elif operation.status == Status.SUCCEEDED and type == OperationType.UPDATE:
-        pass  # sent and answered already: sending again only re-reads the remote session
-    elif operation_claim(operation.id) is None:
-        raise errors.InvalidState("This session is being changed; retry.")
-    outcome: SessionResult | ProviderError = provider_send(operation, call)
+        operation = _session_operation(session, type, base, actor, request, amount)
+    key = operation.idempotency_key
+    outcome: SessionResult | ProviderError = provider_send(operation, lambda p: call(p, key))
     if operation.is_open:
         settled = (
             outcome
             if isinstance(outcome, ProviderError)
             else OperationResult(amount=amount or 0, raw=outcome.raw, request_id=outcome.request_id)
         )
-        operation_settle(operation.id, settled, actor=actor)
+        operation_settle(operation, settled, actor=actor)
     if isinstance(outcome, ProviderError):
         raise outcome
     return outcome
@@ -161,9 +185,21 @@ def payment_session_create(
         is_selected=is_selected,
         data=_redirects(data or {}),
     )
+    request = session.as_input(purchase)
     try:
         with transaction.atomic():
             session.save(force_insert=True)
+            # A new session has no earlier call: its initiate is written down with it.
+            operation = operation_open(
+                type=OperationType.INITIATE,
+                provider_id=provider_id,
+                idempotency_key=f"{session.id}:initiate",
+                actor=actor,
+                session_id=session.id,
+                cart_id=cart_id,
+                amount=amount,
+                params=session_params(request, revision=session.revision),
+            )
     except IntegrityError:
         existing = PaymentSession.objects.filter(cart_id=cart_id, provider_id=provider_id).first()
         if existing is None:  # the cart's selection changed meanwhile, not this provider
@@ -171,25 +207,31 @@ def payment_session_create(
                 "The cart's payment sessions changed meanwhile; retry."
             ) from None
         return existing
-    return payment_session_initiate(session=session, purchase=purchase, actor=actor)
+    return payment_session_initiate(
+        session=session, purchase=purchase, actor=actor, operation=operation
+    )
 
 
 def payment_session_initiate(
-    *, session: PaymentSession, purchase: Purchase, actor: Actor = STOREFRONT
+    *,
+    session: PaymentSession,
+    purchase: Purchase,
+    actor: Actor = STOREFRONT,
+    operation: PaymentOperation | None = None,
 ) -> PaymentSession:
     """Open the session at the provider; after a lost answer the same key is sent again,
     so the provider finds the remote object its first call made."""
-    key = next_key(session.provider_id, f"{session.id}:initiate")
     request = session.as_input(purchase)
     try:
         result = _session_call(
             session=session,
             type=OperationType.INITIATE,
-            key=key,
+            base=f"{session.id}:initiate",
             actor=actor,
             amount=session.amount,
-            call=lambda p: p.initiate_session(request, idempotency_key=key),
+            call=lambda p, key: p.initiate_session(request, idempotency_key=key),
             request=request,
+            operation=operation,
         )
     except ProviderError as error:
         _mark_error(session, error)
@@ -230,10 +272,10 @@ def payment_session_update_amount(
         result = _session_call(
             session=session,
             type=OperationType.UPDATE,
-            key=f"{session.id}:update:{session.revision}",
+            base=f"{session.id}:update:{session.revision}",
             actor=actor,
             amount=amount,
-            call=lambda p: p.update_session(request),
+            call=lambda p, _key: p.update_session(request),
             request=request,
         )
     except ProviderError as error:
@@ -280,9 +322,9 @@ def payment_session_update_data(
         result = _session_call(
             session=session,
             type=OperationType.UPDATE,
-            key=next_key(session.provider_id, f"{session.id}:data:{session.revision}:{digest}"),
+            base=f"{session.id}:data:{session.revision}:{digest}",
             actor=actor,
-            call=lambda p: p.update_session_data(request, rest),
+            call=lambda p, _key: p.update_session_data(request, rest),
             request=request,
         )
     except ProviderError as error:
@@ -332,7 +374,7 @@ def payment_session_release(
     if mine:
         # Only the attempt that wrote it down sends it (it holds its lease); another
         # leaves it to that attempt, or to the worker once the lease lapses.
-        return operation_settle(operation.id, operation_send(operation), actor=actor)
+        return operation_settle(operation, operation_send(operation), actor=actor)
     return operation
 
 
@@ -354,7 +396,7 @@ def session_operation_resume(*, operation_id: str, actor: Actor = SYSTEM) -> Pay
     )
     if not resumable:
         superseded = ProviderError(ProviderErrorKind.OTHER, "Superseded: the session moved on.")
-        return operation_settle(operation_id, superseded, actor=actor)
+        return operation_settle(operation, superseded, actor=actor)
     assert session is not None
     request, key = session_of(operation), operation.idempotency_key
     outcome: SessionResult | ProviderError = provider_send(
@@ -364,12 +406,12 @@ def session_operation_resume(*, operation_id: str, actor: Actor = SYSTEM) -> Pay
         else (lambda p: p.update_session(request)),
     )
     if isinstance(outcome, ProviderError):
-        return operation_settle(operation_id, outcome, actor=actor)
+        return operation_settle(operation, outcome, actor=actor)
     _store_result(session, outcome)
     settled = OperationResult(
         amount=operation.amount or 0, raw=outcome.raw, request_id=outcome.request_id
     )
-    return operation_settle(operation_id, settled, actor=actor)
+    return operation_settle(operation, settled, actor=actor)
 
 
 def payment_session_select(*, cart_id: str, provider_id: str) -> None:
@@ -409,34 +451,39 @@ def payment_session_authorize(
     with `resume_only` when nothing was asked before.
     """
     base = authorization_base_key(session)
-    earlier = PaymentOperation.objects.filter(
-        provider_id=session.provider_id,
-        idempotency_key__startswith=base,
-        type=OperationType.AUTHORIZE,
-        status__in=PaymentOperation.UNRESOLVED,
-    ).first()
-    operation = operation_claim(earlier.id) if earlier is not None else None
-    if earlier is not None and operation is None:
+    # One indexed read of the session's authorizations: one of this revision still open is
+    # asked again under its key; refused ones number the next key.
+    earlier = [
+        op
+        for op in PaymentOperation.objects.filter(
+            session_id=session.id, type=OperationType.AUTHORIZE
+        )
+        if op.idempotency_key == base or op.idempotency_key.startswith(f"{base}:")
+    ]
+    unresolved = next((op for op in earlier if op.status in PaymentOperation.UNRESOLVED), None)
+    operation = operation_claim(unresolved.id) if unresolved is not None else None
+    if unresolved is not None and operation is None:
         raise errors.CartCompletionInProgress("This cart's authorization is being asked; retry.")
     if operation is None and resume_only:
         raise errors.InvalidData("No authorization to resume: the customer never asked.")
     if operation is None:
-        with transaction.atomic():
-            operation = operation_open(
-                type=OperationType.AUTHORIZE,
-                provider_id=session.provider_id,
-                idempotency_key=next_key(session.provider_id, base),
-                actor=actor,
-                session_id=session.id,
-                cart_id=session.cart_id,
-                amount=session.amount,
-                params={"revision": session.revision},
-            )
+        failed = sum(op.status == Status.FAILED for op in earlier)
+        # One INSERT, committed on its own: written down before it is sent.
+        operation = operation_open(
+            type=OperationType.AUTHORIZE,
+            provider_id=session.provider_id,
+            idempotency_key=base if not failed else f"{base}:{failed}",
+            actor=actor,
+            session_id=session.id,
+            cart_id=session.cart_id,
+            amount=session.amount,
+            params={"revision": session.revision},
+        )
     request = session.as_input(purchase)
     key = operation.idempotency_key
     outcome = provider_send(operation, lambda p: p.authorize(request, idempotency_key=key))
     if isinstance(outcome, ProviderError):
-        operation_settle(operation.id, outcome, actor=actor)
+        operation_settle(operation, outcome, actor=actor)
         if not outcome.outcome_unknown:
             _mark_error(session, outcome)
         raise outcome
@@ -451,7 +498,7 @@ def payment_session_authorize(
             raw=outcome.raw,
             request_id=outcome.request_id,
         )
-        operation_settle(operation.id, refused, actor=actor)
+        operation_settle(operation, refused, actor=actor)
         session.status = outcome.status
         session.data = {**session.data, **outcome.data}
         session.next_action = outcome.next_action.as_json() if outcome.next_action else None
