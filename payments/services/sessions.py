@@ -572,8 +572,3 @@ def payment_create_from_authorization(
         answer=authorization,
     )
     return payment
-
-
-def authorization_stale(operation: PaymentOperation, session: PaymentSession | None) -> bool:
-    """An authorization asked for a revision the session has left (the cart changed)."""
-    return session is None or operation.params.get("revision") != session.revision
