@@ -24,7 +24,7 @@ from payments.metrics import OpenOperationsCollector
 
 # Read from the database at scrape time, in every mode: kept apart from the per-process
 # registry, which in multiprocess mode is read from files only.
-SCRAPE_TIME = CollectorRegistry(auto_describe=True)
+SCRAPE_TIME = CollectorRegistry()
 SCRAPE_TIME.register(OpenOperationsCollector())
 
 

@@ -7,11 +7,13 @@ the machine. The open operations are read from the database when /metrics is scr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
+from django.db import DatabaseError
 from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client import Histogram
@@ -22,6 +24,7 @@ from payments.models import PaymentOperation
 from providers.base import ProviderError
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 provider_call_seconds = Histogram(
     "payments_provider_call_seconds",
@@ -80,13 +83,19 @@ class OpenOperationsCollector(Collector):
             "Age of the oldest operation in each open status (0 when there is none).",
             labels=["status"],
         )
-        rows = {
-            row["status"]: row
-            for row in PaymentOperation.objects.filter(status__in=PaymentOperation.OPEN)
-            .values("status")
-            .annotate(count=Count("id"), oldest=Min("created_at"))
-            .order_by()
-        }
+        try:
+            rows = {
+                row["status"]: row
+                for row in PaymentOperation.objects.filter(status__in=PaymentOperation.OPEN)
+                .values("status")
+                .annotate(count=Count("id"), oldest=Min("created_at"))
+                .order_by()
+            }
+        except DatabaseError as error:
+            # A database that is away must not hide the rest of /metrics, which is when it
+            # is needed most; /readyz says what is wrong.
+            logger.warning("Open operations not read for /metrics: %s", type(error).__name__)
+            return
         now = timezone.now()
         for status in PaymentOperation.OPEN:
             row = rows.get(status)
