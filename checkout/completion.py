@@ -24,6 +24,7 @@ from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
+from checkout.metrics import checkouts_completed, checkouts_failed
 from checkout.models import Cart, Order, Swap
 from checkout.orders import order_payment_status
 from checkout.services import cart_changing, cart_get, cart_lock, cart_purchase
@@ -127,8 +128,10 @@ def cart_complete(
             authorized=cart.payment_authorized_at is not None,
             resume_only=resume_only,
         )
-    except BaseException:
+    except BaseException as error:
         idempotency_key_release(taken)
+        if isinstance(error, errors.DomainError):
+            checkouts_failed.labels(error.code).inc()
         raise
 
 
@@ -222,7 +225,8 @@ def _finish(
 ) -> Finished:
     with transaction.atomic():
         cart = cart_lock(cart_id)
-        if cart.completed_at is None:
+        completing = cart.completed_at is None
+        if completing:
             items = list(cart.items.all())
             total = sum(item.total for item in items)
             if payment is None or not items or payment.amount != total:
@@ -249,6 +253,9 @@ def _finish(
                 sender=cart_complete, cart_id=cart_id
             )
         )
+    if completing:
+        checkouts_completed.inc()  # this call made the order: a replay is not counted
+        logger.info("Cart %s completed with payment %s", cart_id, payment.pk if payment else "")
     recovery_point_committed.send(
         sender=cart_complete, point=RecoveryPoint.FINISHED, cart_id=cart_id
     )

@@ -52,7 +52,10 @@ def checkouts_finish_stalled() -> int:
 
 @shared_task
 def cart_sessions_release(cart_id: str) -> int:
-    return cart_release_unselected_sessions(cart_id=cart_id)
+    released = cart_release_unselected_sessions(cart_id=cart_id)
+    # Under the checkout's request id: where the customer's request ends, this goes on.
+    logger.info("Released %d unselected sessions of cart %s", released, cart_id)
+    return released
 
 
 @shared_task

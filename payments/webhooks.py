@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from payments import errors
+from payments.metrics import webhook_processed
 from payments.models import (
     OperationType,
     Payment,
@@ -106,6 +107,7 @@ def webhook_mark(record: WebhookEvent, *, error: str = "") -> None:
             processed_at=timezone.now(),
             next_attempt_at=None,
         )
+        webhook_processed(record.provider_id, record.received_at)
         return
     attempts = (
         WebhookEvent.objects.filter(pk=record.pk).values_list("attempts", flat=True).get() + 1

@@ -62,6 +62,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Every log line of the request carries its id; the response echoes it (README, "Logs").
+    "config.requestid.RequestIdMiddleware",
+    # /healthz, /readyz and /metrics, answered before the HTTPS redirect and the host check:
+    # a load balancer and Prometheus ask each server by its address over plain HTTP.
+    "config.probes.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, Swagger UI's) served by the app itself, DEBUG or not.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -133,6 +138,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A database that is away fails a request (and /readyz) in seconds, not at TCP's pace.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -288,10 +297,34 @@ CELERY_BEAT_SCHEDULE = {
 IDEMPOTENCY_LOCK_LEASE_SECONDS = env.int("IDEMPOTENCY_LOCK_LEASE_SECONDS", default=60)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 
+# /metrics (config/probes.py): with a token, only `Authorization: Bearer <token>`; without
+# one, open under DEBUG only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# Plain lines for `make run`; LOG_FORMAT=json for a log collector: one JSON object a line.
+# Both carry the request id (config/requestid.py), in the web process and in its tasks.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ValueError(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "config.requestid.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(request_id)s %(message)s",
+            "timestamp": True,
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # The SDK logs every request at INFO; our PaymentEvents already record each call.
     "loggers": {

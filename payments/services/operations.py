@@ -31,6 +31,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from payments import errors
+from payments.metrics import provider_call_observe
 from payments.models import (
     MONEY_MOVEMENTS,
     OperationType,
@@ -131,16 +132,16 @@ def operation_claim(operation_id: str) -> PaymentOperation | None:
 
 
 def provider_send(
-    operation: PaymentOperation, call: Callable[[PaymentProviderBase], T]
+    operation: PaymentOperation, call: Callable[[PaymentProviderBase], T], *, name: str = ""
 ) -> T | ProviderError:
     """Make the call outside any transaction; a provider's error is returned, not raised,
-    so the caller settles it like any other outcome."""
+    so the caller settles it like any other outcome. Every call is timed and counted under
+    `name` (default: the operation's type) in payments_provider_call_seconds."""
     ensure_outside_transaction()
     provider = installed_provider(operation.provider_id)
-    try:
-        return call(provider)
-    except ProviderError as error:
-        return error
+    return provider_call_observe(
+        operation.provider_id, name or operation.type, lambda: call(provider)
+    )
 
 
 def _money_call(operation: PaymentOperation) -> Callable[[PaymentProviderBase], OperationResult]:
@@ -392,7 +393,12 @@ def operation_refresh(*, operation_id: str, actor: Actor = SYSTEM) -> PaymentOpe
         provider_reference=operation.provider_reference,
     )
     payment = operation.payment.as_input()
-    outcome = provider_send(operation, lambda p: p.operation_status(payment, asked))
+    outcome = provider_send(
+        operation,
+        lambda p: p.operation_status(payment, asked),
+        # A re-read, not the movement itself: counted apart ("refund_status", say).
+        name=f"{operation.type}_status",
+    )
     if isinstance(outcome, ProviderError) or outcome.status is OperationStatus.PENDING:
         return operation
     return operation_settle(operation_id, outcome, actor=actor)

@@ -75,3 +75,9 @@ def cart_id(store, region, product) -> str:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def eur_region(db):  # type: ignore[no-untyped-def]
     return factories.RegionFactory(currency_code="eur", providers=["manual", "test"])
+
+
+@pytest.fixture
+def stripe_region(stripe_server):  # type: ignore[no-untyped-def]
+    """A region paid with Stripe (the fake server), for the Stripe and the signals tests."""
+    return factories.RegionFactory(currency_code="usd", providers=["stripe", "manual"])

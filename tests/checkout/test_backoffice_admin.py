@@ -37,7 +37,7 @@ def logged_in(*permissions: str, username: str = "operator") -> Client:
 
 def action_url(order: Order, action: str) -> str:
     payment = order.payments.get()
-    return reverse("admin:checkout_order_money_action", args=[order.pk, payment.pk, action])
+    return reverse("admin:checkout_order_money_action", args=[quote(order.pk), payment.pk, action])
 
 
 def submit(client: Client, url: str, **fields: str):  # type: ignore[no-untyped-def]

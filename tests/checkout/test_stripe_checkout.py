@@ -32,11 +32,6 @@ from tests.providers.stripe_fake import WEBHOOK_SECRET, FakeStripe, Fault
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def stripe_region(stripe_server):  # type: ignore[no-untyped-def]
-    return factories.RegionFactory(currency_code="usd", providers=["stripe", "manual"])
-
-
 def intent_of(cart_id: str) -> str:
     return PaymentSession.objects.get(cart_id=cart_id, provider_id="stripe").data["id"]
 

@@ -13,6 +13,7 @@ import re
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from checkout.models import Order
@@ -68,7 +69,9 @@ def test_the_change_permission_allows_processing_an_event_again():
 
 def test_a_money_page_needs_the_order_visible_to_the_operator_as_well(order: Order):
     payment = order.payments.get()
-    url = reverse("admin:checkout_order_money_action", args=[order.pk, payment.pk, "capture"])
+    url = reverse(
+        "admin:checkout_order_money_action", args=[quote(order.pk), payment.pk, "capture"]
+    )
     # The money permission alone: the order itself is not theirs to see.
     blind = site_client(*MONEY_PERMISSIONS, username="blind")
 
@@ -81,7 +84,9 @@ def test_a_money_page_needs_the_order_visible_to_the_operator_as_well(order: Ord
 
 def test_a_money_action_on_the_admin_site_is_in_the_orders_history(order: Order):
     payment = order.payments.get()
-    url = reverse("admin:checkout_order_money_action", args=[order.pk, payment.pk, "capture"])
+    url = reverse(
+        "admin:checkout_order_money_action", args=[quote(order.pk), payment.pk, "capture"]
+    )
     operator = site_client(*MONEY_PERMISSIONS, *VIEW_ORDERS, username="ops")
     key = re.search(r'name="request_key" value="([^"]+)"', operator.get(url).content.decode())
     assert key is not None

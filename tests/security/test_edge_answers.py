@@ -14,6 +14,7 @@ import time
 
 import pytest
 import stripe
+from django.contrib.admin.utils import quote
 from django.test import Client, TestCase
 from django.urls import reverse
 
@@ -122,7 +123,9 @@ def test_a_nul_byte_where_an_id_goes_is_an_unknown_id(order: Order):
 def test_the_back_office_shows_its_own_html_error_pages_and_the_api_its_json(order: Order):
     clerk = site_client("checkout.view_order", username="clerk")
     payment = order.payments.get()
-    money_page = reverse("admin:checkout_order_money_action", args=[order.pk, payment.pk, "refund"])
+    money_page = reverse(
+        "admin:checkout_order_money_action", args=[quote(order.pk), payment.pk, "refund"]
+    )
 
     missing = clerk.get("/admin/checkout/nothing-here/")
     forbidden = clerk.get(money_page)
