@@ -46,9 +46,10 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.providers.fake_server import FakeHandler, LocalFake
 
 USERNAME = "PK_fake_0123"
 PASSWORD = "klarna_test_password"
@@ -207,7 +208,7 @@ def purchase_of(body: dict[str, Any]) -> dict[str, Any]:
 MATCHED = ("purchase_country", "purchase_currency", "order_amount", "order_lines")
 
 
-class FakeKlarna:
+class FakeKlarna(LocalFake):
     def __init__(self, *, username: str = USERNAME, password: str = PASSWORD) -> None:
         credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
         self.authorization = f"Basic {credentials}"
@@ -237,28 +238,6 @@ class FakeKlarna:
             "orders.cancel": self._cancel,
             "orders.release": self._release,
         }
-
-    # Lifecycle -------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeKlarna:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
-        self._httpd.fake = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._released.set()  # end any DELAY still waiting
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     # What tests use: the control endpoints, over HTTP --------------------------------
 
@@ -315,7 +294,7 @@ class FakeKlarna:
 
     # Serving ---------------------------------------------------------------------------
 
-    def serve(self, handler: _Handler) -> None:
+    def serve(self, handler: FakeHandler) -> None:
         try:
             result = self._answer(handler)
         except Exception:
@@ -338,7 +317,7 @@ class FakeKlarna:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up waiting
 
-    def _answer(self, handler: _Handler) -> Answer:
+    def _answer(self, handler: FakeHandler) -> Answer:
         method = handler.command
         path = urlsplit(handler.path).path
         length = int(handler.headers.get("Content-Length") or 0)
@@ -611,27 +590,3 @@ class FakeKlarna:
         order.update(status="CAPTURED", remaining_authorized_amount=0)
         self.releases.append(id)
         return answer(204)
-
-
-class _Server(ThreadingHTTPServer):
-    fake: FakeKlarna
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as httpx's connection pool expects
-    # Headers and body go out in two writes; with Nagle each answer would wait for the
-    # client's delayed ACK (40 ms).
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.fake.serve(self)
-
-    def do_POST(self) -> None:
-        self.server.fake.serve(self)
-
-    def do_DELETE(self) -> None:
-        self.server.fake.serve(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: pytest shows what matters."""

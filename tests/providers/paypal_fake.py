@@ -44,9 +44,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.providers.fake_server import FakeHandler, LocalFake
 
 CLIENT_ID = "fake-paypal-client-id"
 CLIENT_SECRET = "fake-paypal-client-secret"
@@ -256,7 +257,7 @@ def answer(status: int, body: Any) -> Answer:
     return Answer(status, json.dumps(body).encode() if body is not None else b"")
 
 
-class FakePayPal:
+class FakePayPal(LocalFake):
     def __init__(self, *, token_lifetime: int = 32400) -> None:
         self.token_lifetime = token_lifetime
         self.orders: dict[str, dict[str, Any]] = {}
@@ -288,28 +289,6 @@ class FakePayPal:
             "refunds.get": lambda body, id: self._get("refund", self.refunds, id),
             "webhooks.verify": self._verify_webhook,
         }
-
-    # Lifecycle -------------------------------------------------------------------------
-
-    def __enter__(self) -> FakePayPal:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
-        self._httpd.fake = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._released.set()  # end any DELAY still waiting
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     # What tests use (over HTTP, through the control endpoints) -------------------------
 
@@ -359,7 +338,7 @@ class FakePayPal:
 
     # Serving ---------------------------------------------------------------------------
 
-    def serve(self, handler: _Handler) -> None:
+    def serve(self, handler: FakeHandler) -> None:
         try:
             result = self._answer(handler)
         except Exception:
@@ -383,7 +362,7 @@ class FakePayPal:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up on a DELAY
 
-    def _answer(self, handler: _Handler) -> Answer:
+    def _answer(self, handler: FakeHandler) -> Answer:
         method, url = handler.command, urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
@@ -824,28 +803,3 @@ class FakePayPal:
         obj.update(status=status, update_time=now_iso())
         obj.pop("status_details", None)
         return obj
-
-
-class _Server(ThreadingHTTPServer):
-    fake: FakePayPal
-    daemon_threads = True
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as httpx's connection pool expects
-    # Headers and body go out in two writes; with Nagle each answer would wait for the
-    # client's delayed ACK (40 ms).
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.fake.serve(self)
-
-    def do_POST(self) -> None:
-        self.server.fake.serve(self)
-
-    def do_PATCH(self) -> None:
-        self.server.fake.serve(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: pytest shows what matters."""

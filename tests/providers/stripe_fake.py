@@ -26,9 +26,10 @@ import urllib.request
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tests.providers.fake_server import FakeHandler, LocalFake
 
 API_KEY = "sk_test_fake_0123456789"
 WEBHOOK_SECRET = "whsec_fake_0123456789"
@@ -167,7 +168,7 @@ def answer(status: int, body: dict[str, Any]) -> Answer:
     return Answer(status, json.dumps(body).encode())
 
 
-class FakeStripe:
+class FakeStripe(LocalFake):
     def __init__(self, *, api_key: str, hang_seconds: float = 5.0) -> None:
         self.api_key = api_key
         self.hang_seconds = hang_seconds
@@ -194,28 +195,6 @@ class FakeStripe:
             "refunds.retrieve": self._retrieve_refund,
             "refunds.list": self._list_refunds,
         }
-
-    # Lifecycle -------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeStripe:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
-        self._httpd.fake = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._released.set()  # end any HANG still waiting
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     # What tests use --------------------------------------------------------------------
 
@@ -249,7 +228,7 @@ class FakeStripe:
 
     # Serving ---------------------------------------------------------------------------
 
-    def serve(self, handler: _Handler) -> None:
+    def serve(self, handler: FakeHandler) -> None:
         try:
             result = self._answer(handler)
         except Exception:
@@ -273,7 +252,7 @@ class FakeStripe:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up on a HANG
 
-    def _answer(self, handler: _Handler) -> Answer:
+    def _answer(self, handler: FakeHandler) -> Answer:
         method = handler.command
         url = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
@@ -556,24 +535,3 @@ class FakeStripe:
                 code="resource_missing",
                 param="id",
             ) from None
-
-
-class _Server(ThreadingHTTPServer):
-    fake: FakeStripe
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
-    # Headers and body go out in two writes; with Nagle each answer would wait for the
-    # client's delayed ACK (40 ms).
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.fake.serve(self)
-
-    def do_POST(self) -> None:
-        self.server.fake.serve(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: pytest shows what matters."""
