@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+PORT ?= 8000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 SCREENSHOTS := test-artifacts/screenshots
@@ -18,22 +20,31 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The demo names the sandbox `test` provider, which no deployment gets unless it names it.
-RUN_ENV := DEBUG=true PAYMENT_PROVIDERS=manual,test
+# `make run` needs only what running needs (no test or lint tools).
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
 
-run: install redis
+# The demo names the sandbox `test` provider, which no deployment gets unless it names it;
+# its storefront page sends return URLs to its own origin.
+RUN_ENV := DEBUG=true PAYMENT_PROVIDERS=manual,test \
+	STOREFRONT_ORIGINS=http://127.0.0.1:$(PORT),http://localhost:$(PORT)
+
+run: $(RUN_STAMP) redis
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 	$(RUN_ENV) $(BIN)/python manage.py register_providers
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
 	@echo
-	@echo "  Demo storefront: http://127.0.0.1:8000/"
-	@echo "  Back office:     http://127.0.0.1:8000/admin/  (login: the operator line printed above by seed_demo)"
-	@echo "  API docs:        http://127.0.0.1:8000/api/docs/"
+	@echo "  Demo storefront: http://127.0.0.1:$(PORT)/"
+	@echo "  Back office:     http://127.0.0.1:$(PORT)/admin/  (logins: the lines printed above by seed_demo)"
+	@echo "  API docs:        http://127.0.0.1:$(PORT)/api/docs/"
 	@echo
 	@# The worker and its scheduler beside the web server; both stop together.
 	$(RUN_ENV) $(BIN)/celery -A config worker --beat --schedule .celerybeat-schedule \
 		--loglevel INFO & worker=$$!; trap "kill $$worker 2>/dev/null" EXIT; \
-		$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+		$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # The worker's broker (REDIS_URL): start the local Redis if it is down, installing Debian's
 # redis-server first when it is missing (CI runs as root).
