@@ -21,13 +21,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Prefetch, prefetch_related_objects
 from django.dispatch import Signal
 from django.utils import timezone
 
 from checkout.metrics import checkouts_completed, checkouts_failed
 from checkout.models import Cart, Order, Swap
 from checkout.orders import order_payment_status
-from checkout.services import cart_changing, cart_get, cart_lock, cart_purchase
+from checkout.services import (
+    cart_changing,
+    cart_checks,
+    cart_completing_by_others,
+    cart_contents_set,
+    cart_get,
+    cart_lock,
+    cart_purchase,
+)
 from checkout.swaps import swap_attach_payment, swap_of_cart
 from payments import errors
 from payments.idempotency import (
@@ -40,10 +49,9 @@ from payments.idempotency import (
     idempotency_key_begin,
     idempotency_key_finish,
     idempotency_key_release,
-    idempotency_resource_busy,
 )
 from payments.models import OperationType, Payment, PaymentOperation, PaymentSession
-from payments.services import STOREFRONT, SYSTEM, Actor, payment_cancel, payment_lock
+from payments.services import STOREFRONT, SYSTEM, Actor, payment_cancel
 from payments.services.operations import lease_free, operation_settle
 from payments.services.sessions import (
     payment_create_from_authorization,
@@ -63,7 +71,9 @@ recovery_point_committed = Signal()
 unselected_sessions_release_requested = Signal()
 
 # Renders a completed cart's final answer (its order, or its swap), stored with the key.
-CompletionRenderer = Callable[[Cart], bytes]
+# The order is given when this call just made it, with everything its answer shows, so
+# nothing is read again; None means read it.
+CompletionRenderer = Callable[[Cart, Order | None], bytes]
 
 
 @dataclass(frozen=True)
@@ -103,12 +113,17 @@ def cart_complete(
         taken = idempotency_key_begin(request, resource_id=cart.id)
         if isinstance(taken, Replay):
             return Finished(taken.status, taken.body, replayed=True)
-        if cart.completed_at is None and idempotency_resource_busy(
-            cart.id, exclude_key_id=taken.key_id
-        ):
+        others = {"completing": False, "changing": False}
+        if cart.completed_at is None:
+            others = cart_checks(
+                cart,
+                completing=cart_completing_by_others(request.scope, request.key),
+                changing=cart_changing(),
+            )
+        if others["completing"]:
             # Rolls back our own lease with it: the other key's request goes on alone.
             raise errors.CartCompletionInProgress("Another request is completing this cart.")
-        if cart.completed_at is None and cart_changing(cart.id):
+        if others["changing"]:
             # A change's provider calls are in flight (a session being released, say):
             # completing now could authorize what the change is about to undo.
             busy = errors.InvalidState("The cart is being changed; retry shortly.")
@@ -121,7 +136,7 @@ def cart_complete(
         return _finish(cart_id, taken, render)
     try:
         return _complete_leased(
-            cart_id,
+            cart,
             taken,
             render,
             actor,
@@ -136,7 +151,7 @@ def cart_complete(
 
 
 def _complete_leased(
-    cart_id: str,
+    cart: Cart,
     lease: Lease,
     render: CompletionRenderer,
     actor: Actor,
@@ -144,18 +159,20 @@ def _complete_leased(
     authorized: bool,
     resume_only: bool,
 ) -> Finished | NeedsCustomer:
+    cart_id = cart.pk
     # The cart's payment_authorized_at is set in the transaction that creates its payment.
     payment = None
+    authorization: Authorized | None = None
     if authorized:
         payment = Payment.objects.filter(cart_id=cart_id, canceled_at__isnull=True).first()
     if payment is None:
-        outcome = _authorize(cart_id, lease, actor, resume_only=resume_only)
+        outcome = _authorize(cart, lease, actor, resume_only=resume_only)
         if isinstance(outcome, NeedsCustomer):
             idempotency_key_release(lease)
             return outcome
-        payment = outcome
+        authorization, payment = outcome, outcome.payment
     try:
-        return _finish(cart_id, lease, render, payment)
+        return _finish(cart_id, lease, render, payment, authorization)
     except (_CartChanged, errors.InvalidState):
         # Only a change behind the services' back gets here (they refuse changes once a
         # payment is authorized); its authorization must not be left behind.
@@ -167,10 +184,27 @@ def _complete_leased(
         ) from None
 
 
+@dataclass(frozen=True)
+class Authorized:
+    """What this call's authorization committed, known without reading it again."""
+
+    payment: Payment
+    revision: int  # the session revision the authorization was asked for
+    other_sessions: bool  # the cart has sessions to release once it is completed
+
+
 def _authorize(
-    cart_id: str, lease: Lease, actor: Actor, *, resume_only: bool
-) -> Payment | NeedsCustomer:
-    cart = cart_get(cart_id)
+    cart: Cart, lease: Lease, actor: Actor, *, resume_only: bool
+) -> Authorized | NeedsCustomer:
+    cart_id = cart.pk
+    asked = PaymentOperation.objects.filter(session_id=OuterRef("pk"), type=OperationType.AUTHORIZE)
+    sessions = PaymentSession.objects.order_by("created_at", "id")
+    prefetch_related_objects(
+        [cart],
+        "items",
+        # Whether to look for earlier attempts is read along with the sessions.
+        Prefetch("payment_sessions", sessions.annotate(authorization_asked=Exists(asked))),
+    )
     session = cart.selected_session
     if not cart.items.all():
         raise errors.InvalidData("The cart is empty.")
@@ -189,7 +223,11 @@ def _authorize(
         )
     try:
         operation, authorization = payment_session_authorize(
-            session=session, purchase=purchase, actor=actor, resume_only=resume_only
+            session=session,
+            purchase=purchase,
+            actor=actor,
+            resume_only=resume_only,
+            asked_before=getattr(session, "authorization_asked", True),
         )
     except ProviderError as error:
         if error.outcome_unknown:
@@ -213,7 +251,14 @@ def _authorize(
     recovery_point_committed.send(
         sender=cart_complete, point=RecoveryPoint.PAYMENT_AUTHORIZED, cart_id=cart_id
     )
-    return payment
+    return Authorized(
+        payment=payment,
+        revision=operation.params["revision"],
+        other_sessions=any(
+            not s.is_selected and s.status != SessionStatus.CANCELED
+            for s in cart.payment_sessions.all()
+        ),
+    )
 
 
 class _CartChanged(Exception):
@@ -221,8 +266,13 @@ class _CartChanged(Exception):
 
 
 def _finish(
-    cart_id: str, lease: Lease, render: CompletionRenderer, payment: Payment | None = None
+    cart_id: str,
+    lease: Lease,
+    render: CompletionRenderer,
+    payment: Payment | None = None,
+    authorization: Authorized | None = None,
 ) -> Finished:
+    order = None
     with transaction.atomic():
         cart = cart_lock(cart_id)
         completing = cart.completed_at is None
@@ -232,27 +282,32 @@ def _finish(
             if payment is None or not items or payment.amount != total:
                 raise _CartChanged
             # Re-read under its lock: an operator may have canceled or captured it since.
-            payment = payment_lock(payment.pk)
-            revision = PaymentSession.objects.filter(pk=payment.session_id).values_list(
-                "revision", flat=True
+            payment = (
+                Payment.objects.select_for_update(of=("self",))
+                .select_related("session")
+                .get(pk=payment.pk)
             )
-            if payment.canceled_at is not None or _authorized_revision(payment) not in revision:
+            asked = authorization.revision if authorization else _authorized_revision(payment)
+            session = payment.session
+            if payment.canceled_at is not None or session is None or asked != session.revision:
                 raise _CartChanged
             if cart.type == Cart.Type.SWAP:
                 # A swap's cart pays the swap: no order of its own.
                 swap_attach_payment(cart=cart, payment=payment)
                 _cart_completed(cart)
             else:
-                _order_create(cart, payment, total)
-        body = render(cart)
+                cart_contents_set(cart, items)
+                order = _order_create(cart, payment, total)
+        body = render(cart, order)
         idempotency_key_finish(lease, status=200, body=body)
-        # The worker releases the sessions the customer did not pay with: no provider call
-        # is left in the customer's request beyond the authorization.
-        transaction.on_commit(
-            lambda: unselected_sessions_release_requested.send(
-                sender=cart_complete, cart_id=cart_id
+        if authorization is None or authorization.other_sessions:
+            # The worker releases the sessions the customer did not pay with: no provider
+            # call is left in the customer's request beyond the authorization.
+            transaction.on_commit(
+                lambda: unselected_sessions_release_requested.send(
+                    sender=cart_complete, cart_id=cart_id
+                )
             )
-        )
     if completing:
         checkouts_completed.inc()  # this call made the order: a replay is not counted
         logger.info("Cart %s completed with payment %s", cart_id, payment.pk if payment else "")
@@ -278,6 +333,8 @@ def _cart_completed(cart: Cart) -> None:
 
 
 def _order_create(cart: Cart, payment: Payment, total: int) -> Order:
+    """The order, with what its answer shows (the cart's items, its one payment, no refunds
+    or swaps yet) as this transaction wrote it."""
     _cart_completed(cart)
     order = Order.objects.create(
         cart=cart,
@@ -289,6 +346,14 @@ def _order_create(cart: Cart, payment: Payment, total: int) -> Order:
         payment_status=order_payment_status([payment]),
     )
     Payment.objects.filter(pk=payment.pk).update(order=order)
+    payment.order = order
+    if payment.amount_captured == 0:  # nothing captured, so nothing refunded
+        payment._prefetched_objects_cache = {"refunds": []}  # type: ignore[attr-defined]
+    order._prefetched_objects_cache = {  # type: ignore[attr-defined]
+        "payments": [payment],
+        "refunds": [],
+        "swaps": [],
+    }
     return order
 
 

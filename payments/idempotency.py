@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, QuerySet
 from django.utils import timezone
 
 from payments import errors
@@ -170,9 +171,15 @@ def _insert_leased(request: IdempotentRequest, resource_id: str) -> Lease | None
     return Lease(key_id=row[0], token=token, recovery_point=RecoveryPoint.STARTED)
 
 
+def live_keys_of(resource_id: str | OuterRef) -> QuerySet[IdempotencyKey]:
+    """The keys a live request holds while it works on this resource (a cart). With an
+    OuterRef, an `Exists` of it rides along with the query that locks the resource."""
+    return IdempotencyKey.objects.filter(resource_id=resource_id, locked_at__gt=_lease_cutoff())
+
+
 def idempotency_resource_busy(resource_id: str, *, exclude_key_id: int | None = None) -> bool:
     """Whether another live request holds a key working on this resource (a cart)."""
-    live = IdempotencyKey.objects.filter(resource_id=resource_id, locked_at__gt=_lease_cutoff())
+    live = live_keys_of(resource_id)
     if exclude_key_id is not None:
         live = live.exclude(pk=exclude_key_id)
     return live.exists()

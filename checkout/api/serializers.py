@@ -282,11 +282,13 @@ CompletionSerializer = PolymorphicProxySerializer(
 )
 
 
-def render_completion(cart: Cart) -> bytes:
+def render_completion(cart: Cart, order: Order | None = None) -> bytes:
     """The final answer of a completion, as stored with its key and replayed byte for byte:
-    the order, or for a swap's cart the swap it paid."""
+    the order (read, unless the completion gives the one it just made), or for a swap's
+    cart the swap it paid."""
     if cart.type == Cart.Type.SWAP:
         swap = Swap.objects.prefetch_related("payments").get(cart=cart)
         return JSONRenderer().render({"type": "swap", "data": SwapSerializer(swap).data})
-    order = order_queryset().get(cart=cart)
+    if order is None:
+        order = order_queryset().get(cart=cart)
     return JSONRenderer().render({"type": "order", "data": OrderSerializer(order).data})

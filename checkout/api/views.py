@@ -85,8 +85,7 @@ class CartViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=CartCreateInput, responses={201: CartSerializer, **error_responses(400)})
     def create(self, request: Request) -> Response:
-        cart = services.cart_create(**validated(CartCreateInput, request))
-        return cart_response(services.cart_get(cart.id), status=201)
+        return cart_response(services.cart_create(**validated(CartCreateInput, request)), 201)
 
     @extend_schema(responses={200: CartSerializer, **error_responses(404)})
     def retrieve(self, request: Request, pk: str) -> Response:

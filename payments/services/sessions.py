@@ -414,12 +414,17 @@ def session_operation_resume(*, operation_id: str, actor: Actor = SYSTEM) -> Pay
     return operation_settle(operation, settled, actor=actor)
 
 
-def payment_session_select(*, cart_id: str, provider_id: str) -> None:
-    """Select one session of the cart; the caller holds the cart's lock."""
-    PaymentSession.objects.filter(cart_id=cart_id, is_selected=True).exclude(
-        provider_id=provider_id
-    ).update(is_selected=False)
-    PaymentSession.objects.filter(cart_id=cart_id, provider_id=provider_id).update(is_selected=True)
+def payment_session_select(*, sessions: list[PaymentSession], provider_id: str) -> None:
+    """Select the provider's session among the cart's `sessions`, read under the cart's
+    lock, which the caller holds; the rows and the objects both change."""
+    deselected = [s.pk for s in sessions if s.is_selected and s.provider_id != provider_id]
+    if deselected:  # first: at most one session of a cart is selected at any moment
+        PaymentSession.objects.filter(pk__in=deselected).update(is_selected=False)
+    chosen = [s.pk for s in sessions if s.provider_id == provider_id and not s.is_selected]
+    if chosen:
+        PaymentSession.objects.filter(pk__in=chosen).update(is_selected=True)
+    for session in sessions:
+        session.is_selected = session.provider_id == provider_id
 
 
 # Authorization ----------------------------------------------------------------------------
@@ -438,6 +443,7 @@ def payment_session_authorize(
     purchase: Purchase,
     actor: Actor = STOREFRONT,
     resume_only: bool = False,
+    asked_before: bool = True,
 ) -> tuple[PaymentOperation, AuthorizationResult]:
     """Ask the provider to authorize the session, written down first.
 
@@ -448,18 +454,21 @@ def payment_session_authorize(
     REQUIRES_MORE is returned too (the session shows the `next_action`); a decline raises
     ProviderError DECLINED (the session `error`), a lost answer ProviderError UNAVAILABLE.
     Raises CartCompletionInProgress while another live attempt is asking, and InvalidState
-    with `resume_only` when nothing was asked before.
+    with `resume_only` when nothing was asked before. `asked_before` False (the caller read
+    that the session has no authorization yet) spares the look for earlier attempts.
     """
     base = authorization_base_key(session)
     # One indexed read of the session's authorizations: one of this revision still open is
     # asked again under its key; refused ones number the next key.
-    earlier = [
-        op
-        for op in PaymentOperation.objects.filter(
-            session_id=session.id, type=OperationType.AUTHORIZE
-        )
-        if op.idempotency_key == base or op.idempotency_key.startswith(f"{base}:")
-    ]
+    earlier = []
+    if asked_before or resume_only:
+        earlier = [
+            op
+            for op in PaymentOperation.objects.filter(
+                session_id=session.id, type=OperationType.AUTHORIZE
+            )
+            if op.idempotency_key == base or op.idempotency_key.startswith(f"{base}:")
+        ]
     unresolved = next((op for op in earlier if op.status in PaymentOperation.UNRESOLVED), None)
     operation = operation_claim(unresolved.id) if unresolved is not None else None
     if unresolved is not None and operation is None:
@@ -468,17 +477,22 @@ def payment_session_authorize(
         raise errors.InvalidData("No authorization to resume: the customer never asked.")
     if operation is None:
         failed = sum(op.status == Status.FAILED for op in earlier)
-        # One INSERT, committed on its own: written down before it is sent.
-        operation = operation_open(
-            type=OperationType.AUTHORIZE,
-            provider_id=session.provider_id,
-            idempotency_key=base if not failed else f"{base}:{failed}",
-            actor=actor,
-            session_id=session.id,
-            cart_id=session.cart_id,
-            amount=session.amount,
-            params={"revision": session.revision},
-        )
+        try:
+            # One INSERT, committed on its own: written down before it is sent.
+            operation = operation_open(
+                type=OperationType.AUTHORIZE,
+                provider_id=session.provider_id,
+                idempotency_key=base if not failed else f"{base}:{failed}",
+                actor=actor,
+                session_id=session.id,
+                cart_id=session.cart_id,
+                amount=session.amount,
+                params={"revision": session.revision},
+            )
+        except IntegrityError:  # another attempt wrote it down since this one looked
+            raise errors.CartCompletionInProgress(
+                "This cart's authorization is being asked; retry."
+            ) from None
     request = session.as_input(purchase)
     key = operation.idempotency_key
     outcome = provider_send(operation, lambda p: p.authorize(request, idempotency_key=key))
