@@ -194,9 +194,11 @@ class Nginx:
 
 # The access log, read after the run -------------------------------------------------------
 
+# deploy's fields: ... "$request" $status $body_bytes_sent $request_time $upstream_addr rid=...
+# then the soak's us=$upstream_status t=$msec. Both upstream fields list every server tried.
 LINE = re.compile(
-    r'"(?P<method>\S+) (?P<path>\S+)[^"]*" (?P<status>\d{3}) .* (?P<upstreams>\S+(?:, \S+)*)'
-    r" rid=\S* us=(?P<upstream_statuses>\S+(?:, \S+)*) t=(?P<msec>[\d.]+)$"
+    r'"(?P<method>\S+) (?P<path>\S+)[^"]*" (?P<status>\d{3}) \d+ [\d.]+ (?P<upstreams>.+?)'
+    r" rid=\S* us=(?P<upstream_statuses>.+?) t=(?P<msec>[\d.]+)$"
 )
 
 
