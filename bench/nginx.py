@@ -61,7 +61,7 @@ def _directive(text: str, pattern: str) -> str:
 class DeploySettings:
     """What the soak takes from deploy/nginx/payments.conf."""
 
-    server_parameters: str  # `max_fails=3 fail_timeout=10s` of the upstream's servers
+    server_parameters: str  # `max_fails=10 fail_timeout=10s` of the upstream's servers
     keepalive: str  # the upstream's `keepalive 32;`
     request_id_map: str  # `map $http_x_request_id $payments_request_id { ... }`
     log_format: str  # `log_format payments '...';`
@@ -216,6 +216,11 @@ class Request:
         return self.upstreams[-1]
 
     @property
+    def no_server(self) -> bool:
+        """Every server was out of rotation (max_fails reached): "no live upstreams"."""
+        return self.upstreams == ["payments_web"]
+
+    @property
     def by_nginx(self) -> bool:
         """nginx answered itself: the last server tried gave it no answer (connection
         refused, closed mid-request, timed out), or none could be tried."""
@@ -285,9 +290,13 @@ def traffic_report(
         return names.get(addr, addr)
 
     by_nginx = [r for r in requests if r.by_nginx]
+    began = requests[0].at if requests else 0.0
     kills = [at for at, what, _ in events if what.endswith("killed")]
+    no_server = [r for r in by_nginx if r.no_server]
     unexplained = [
-        r for r in by_nginx if not any(-1.0 <= r.at - at <= KILL_WINDOW_SECONDS for at in kills)
+        r
+        for r in by_nginx
+        if not r.no_server and not any(-1.0 <= r.at - at <= KILL_WINDOW_SECONDS for at in kills)
     ]
     passed_on = [r for r in requests if len(r.upstreams) > 1]
     report: dict[str, object] = {
@@ -298,6 +307,7 @@ def traffic_report(
         "answered by nginx itself (502/504), by method": dict(
             Counter(f"{r.method} {r.status}" for r in by_nginx)
         ),
+        "of which with no server in rotation": len(no_server),
         "passed to the next server (connection refused or closed before sending)": dict(
             Counter(f"{r.method} {r.status}" for r in passed_on)
         ),
@@ -308,6 +318,14 @@ def traffic_report(
             "every nginx access log line read",
             not unparsed and bool(requests),
             f"{len(unparsed)} unparsed: {unparsed[:2]}" if unparsed else "no request logged",
+        ),
+        check(
+            "nginx always had a server in rotation (no 'no live upstreams')",
+            not no_server,
+            f"{len(no_server)} requests answered 502 with no server in rotation, from"
+            f" {no_server[0].at - began:.1f} s to {no_server[-1].at - began:.1f} s"
+            if no_server
+            else "",
         ),
         check(
             "nginx answered a request itself (502/504) only when a server process was SIGKILLed"
