@@ -130,6 +130,12 @@ http {{
 """
 
 
+def logs_clear() -> None:
+    """A run's nginx logs are its own: never an earlier run's, read as this one's."""
+    for log in (ACCESS_LOG, ERROR_LOG):
+        log.unlink(missing_ok=True)
+
+
 class Nginx:
     """nginx (`nginx -p <dir> -c <conf> -g 'daemon off;'`) as a child of the soak."""
 
@@ -151,8 +157,7 @@ class Nginx:
 
     def start(self, ready_timeout: float = 15.0) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        for log in (ACCESS_LOG, ERROR_LOG):
-            log.unlink(missing_ok=True)
+        logs_clear()
         self.conf.write_text(render_config(self.prefix, self.port, self.upstreams))
         checked = subprocess.run([*self.command(), "-t"], capture_output=True, text=True)
         if checked.returncode != 0:

@@ -1,13 +1,14 @@
-"""`make soak`: payments under sustained load and faults, on two "machines", must stay
+"""`make soak`: payments under sustained load and faults, on a small cluster, must stay
 exactly-once.
 
-The deployment of README "Running in production", on one host: two gunicorn servers on two
-ports (each its own master and workers), two Celery workers with their schedulers
-(`worker --beat`: two schedulers must be harmless), one PostgreSQL database and one Redis,
-with the production settings and short recovery intervals. For a bounded time (default
-300 s; `SOAK_SECONDS` or `--seconds`), 16 shoppers check out, each checkout on either
-server (a retry after a dropped connection goes to the other, as a load balancer would),
-while:
+The deployment of README "Running in production" and deploy/, on one host: nginx with
+deploy's proxy settings (`bench/nginx.py`) in front of two gunicorn servers on two ports
+(each its own master and workers), two Celery workers with their schedulers (`worker
+--beat`: two schedulers must be harmless), one PostgreSQL database and one Redis, with the
+production settings and short recovery intervals. For a bounded time (default 300 s;
+`SOAK_SECONDS` or `--seconds`), 16 shoppers check out through nginx (a retry after a dropped
+connection or nginx's 502 goes through nginx again; with `--no-nginx` each checkout goes to
+a server the shopper picks and a retry to the other), while:
 
 - 10% of completes are sent again with the same Idempotency-Key after they succeed (the
   answer must be replayed byte for byte), 5% twice at the same moment;
@@ -21,10 +22,11 @@ while:
   `--kill-every` seconds, a Celery worker SIGKILLed (and restarted) half-way between, and
   once the whole second server, master and workers, restarted on its port.
 
-Then the servers stop, the soak waits (bounded) for the workers to drain what is left
+Then nginx and the servers stop, the soak waits (bounded) for the workers to drain what is left
 (`bench/soak_checks.py`: no operation `requested`/`unknown` or long `pending`, no stalled
-checkout), runs `reconcile_payments`, checks the database against the provider's ledger,
-and exits 1 if any check fails. It never runs the worker's jobs itself.
+checkout), runs `reconcile_payments`, checks the database against the provider's ledger and
+nginx's access log against the faults, and exits 1 if any check fails. It never runs the
+worker's jobs itself.
 """
 
 from __future__ import annotations
@@ -477,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nginx ({' '.join(balancer.command())}) on {balancer.url} in front of both")
             soak = Soak([balancer.url], Tally(), args.seed, upstream_names=names)
         else:
+            nginx.logs_clear()
             soak = Soak([s.url for s in servers], Tally(), args.seed)
         print(f"2 Celery workers (worker --beat) on queue {env['CELERY_QUEUE']}")
         print(
