@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 SCREENSHOTS := test-artifacts/screenshots
 
-.PHONY: install run test lint postgres redis browser bench soak
+.PHONY: install run test lint postgres redis browser nginx bench soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,16 @@ browser:
 			|| (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null); \
 	fi
 
+# The soak's load balancer: Debian's nginx, run by the soak itself on a free port (never the
+# system service); CI runs as root and can install it.
+nginx:
+	@if ! command -v nginx >/dev/null && ! test -x /usr/sbin/nginx; then \
+		echo "installing nginx-light"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q nginx-light >/dev/null 2>&1 \
+			|| (apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null); \
+	fi
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy config payments checkout providers
@@ -93,10 +103,11 @@ test: install postgres redis browser lint
 bench: install postgres
 	$(BIN)/python -m bench.checkout $(BENCH_ARGS)
 
-# Exactly-once under load and faults on two "machines": two gunicorn servers and two Celery
-# workers (with their schedulers), 16 clients for SOAK_SECONDS (default 300) with retries,
-# double sends and lost answers; gunicorn and Celery processes and once a whole server are
-# SIGKILLed on a schedule; then the workers drain and the checks run (bench/README.md).
-# Fails if a check fails.
-soak: install postgres redis
+# Exactly-once under load and faults on a small cluster: nginx in front of two gunicorn
+# servers, two Celery workers (with their schedulers), 16 clients for SOAK_SECONDS (default
+# 300) with retries, double sends and lost answers; gunicorn and Celery processes and once a
+# whole server are SIGKILLed on a schedule; then the workers drain and the checks run
+# (bench/README.md). SOAK_ARGS="--no-nginx" for clients that pick a server themselves,
+# "--database NAME" for another database than payments_soak. Fails if a check fails.
+soak: install postgres redis nginx
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -14,8 +14,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 # What a dropped connection looks like from http.client: the server closed the socket (a
-# killed worker, an expired keep-alive) or never answered.
+# killed worker, an expired keep-alive) or never answered. GatewayError is an OSError.
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
+
+
+class GatewayError(ConnectionError):
+    """The load balancer answered for the server (502, 504): the server behind it died or
+    went silent mid-request. The same failure as a dropped connection, one hop further: the
+    request may or may not have run, so it is retried like one (with its key)."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(f"{reply.status} from the load balancer")
+        self.reply = reply
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,11 @@ class Reply:
         return data.get("code", "") if isinstance(data, dict) else ""
 
     @property
+    def from_gateway(self) -> bool:
+        """A 502/504 nginx made itself: every answer of the app carries its X-Request-Id."""
+        return self.status in (502, 504) and "x-request-id" not in self.headers
+
+    @property
     def query_count(self) -> int | None:
         """Statements the server issued for this request (bench settings only)."""
         value = self.headers.get("x-query-count")
@@ -47,8 +62,17 @@ class Reply:
 class Client:
     """One persistent connection to the server; reopened after any connection error."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0, headers: dict | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        headers: dict | None = None,
+        balanced: bool = False,
+    ):
         parts = urlsplit(base_url)
+        # Behind a load balancer: its own 502/504 answers raise GatewayError.
+        self.balanced = balanced
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.timeout = timeout
@@ -75,7 +99,10 @@ class Client:
             raise
         elapsed = time.perf_counter() - started
         headers_out = {name.lower(): value for name, value in response.getheaders()}
-        return Reply(response.status, headers_out, data, elapsed)
+        reply = Reply(response.status, headers_out, data, elapsed)
+        if self.balanced and reply.from_gateway:
+            raise GatewayError(reply)
+        return reply
 
     def _open(self) -> http.client.HTTPConnection:
         self._connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)

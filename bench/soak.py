@@ -1,13 +1,14 @@
-"""`make soak`: payments under sustained load and faults, on two "machines", must stay
+"""`make soak`: payments under sustained load and faults, on a small cluster, must stay
 exactly-once.
 
-The deployment of README "Running in production", on one host: two gunicorn servers on two
-ports (each its own master and workers), two Celery workers with their schedulers
-(`worker --beat`: two schedulers must be harmless), one PostgreSQL database and one Redis,
-with the production settings and short recovery intervals. For a bounded time (default
-300 s; `SOAK_SECONDS` or `--seconds`), 16 shoppers check out, each checkout on either
-server (a retry after a dropped connection goes to the other, as a load balancer would),
-while:
+The deployment of README "Running in production" and deploy/, on one host: nginx with
+deploy's proxy settings (`bench/nginx.py`) in front of two gunicorn servers on two ports
+(each its own master and workers), two Celery workers with their schedulers (`worker
+--beat`: two schedulers must be harmless), one PostgreSQL database and one Redis, with the
+production settings and short recovery intervals. For a bounded time (default 300 s;
+`SOAK_SECONDS` or `--seconds`), 16 shoppers check out through nginx (a retry after a dropped
+connection or nginx's 502 goes through nginx again; with `--no-nginx` each checkout goes to
+a server the shopper picks and a retry to the other), while:
 
 - 10% of completes are sent again with the same Idempotency-Key after they succeed (the
   answer must be replayed byte for byte), 5% twice at the same moment;
@@ -21,10 +22,11 @@ while:
   `--kill-every` seconds, a Celery worker SIGKILLed (and restarted) half-way between, and
   once the whole second server, master and workers, restarted on its port.
 
-Then the servers stop, the soak waits (bounded) for the workers to drain what is left
+Then nginx and the servers stop, the soak waits (bounded) for the workers to drain what is left
 (`bench/soak_checks.py`: no operation `requested`/`unknown` or long `pending`, no stalled
-checkout), runs `reconcile_payments`, checks the database against the provider's ledger,
-and exits 1 if any check fails. It never runs the worker's jobs itself.
+checkout), runs `reconcile_payments`, checks the database against the provider's ledger and
+nginx's access log against the faults, and exits 1 if any check fails. It never runs the
+worker's jobs itself.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from typing import Any
 
 import redis
 
-from bench import server, soak_checks
+from bench import nginx, server, soak_checks
 from bench.celery_worker import CeleryWorker
 from bench.client import CONNECTION_ERRORS, Client, Reply
 from bench.flow import (
@@ -60,6 +62,7 @@ from bench.flow import (
     session_select,
     sessions_create,
 )
+from bench.nginx import UPSTREAM_HEADER, Nginx
 from bench.soak_checks import check
 from bench.soak_faults import FaultSchedule
 from bench.soak_operator import MoneyJob, Operator
@@ -141,8 +144,8 @@ class Shopper:
         self.soak = soak
         self.tally = soak.tally
         self.rng = random.Random(soak.rng_seed + index)
-        # A main connection and a spare (for double clicks) to each server.
-        self.clients = [(Client(url), Client(url)) for url in soak.urls]
+        # A main connection and a spare (for double clicks) to each server, or to nginx.
+        self.clients = [(soak.client(url), soak.client(url)) for url in soak.urls]
         self.server = index % len(soak.urls)
         self.catalog: Catalog | None = None
 
@@ -151,9 +154,11 @@ class Shopper:
         return self.clients[self.server][0]
 
     def failover(self) -> None:
-        """The next request goes to the other server, as a load balancer would send it."""
-        self.server = (self.server + 1) % len(self.clients)
-        self.tally.note("failovers", 1)
+        """The next request goes to the other server, as a load balancer would send it
+        (behind nginx, simply to nginx again)."""
+        if len(self.clients) > 1:
+            self.server = (self.server + 1) % len(self.clients)
+            self.tally.note("failovers", 1)
 
     def run(self, deadline: float) -> None:
         try:
@@ -307,7 +312,12 @@ class Shopper:
             self.tally.note("unexpected_other", f"complete: 200 with a {data.get('type')!r}")
             return None
         self.tally.note("orders", 1)
-        self.tally.note("orders_by_server", f"server {self.server + 1}")
+        if self.soak.balanced:
+            # The server that answered last (nginx lists every one it tried).
+            upstream = success.headers.get(UPSTREAM_HEADER, "?").split(", ")[-1]
+            self.tally.note("orders_by_server", self.soak.upstream_names.get(upstream, upstream))
+        else:
+            self.tally.note("orders_by_server", f"server {self.server + 1}")
         if scenario.mode == "retry":
             self.check_replay(cart_id, key, success)
         return success
@@ -342,12 +352,15 @@ def admin_token(env: dict[str, str]) -> str:
     return match.group(1)
 
 
-def soak_env(dsn: str, queue_name: str) -> dict[str, str]:
+def soak_env(dsn: str, queue_name: str, *, behind_nginx: bool) -> dict[str, str]:
     """What every server and worker process gets: production settings over plain HTTP, the
-    soak's own queue (never another run's or the developer's), short recovery settings."""
+    soak's own queue (never another run's or the developer's), short recovery settings;
+    behind nginx, the proxy settings of deploy/payments.env.example."""
+    proxy = {"SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https", "PROXY_COUNT": "1"}
     return {
         **server.server_env(dsn, settings="config.settings.production"),
         **RECOVERY_ENV,
+        **(proxy if behind_nginx else {}),
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "CELERY_QUEUE": queue_name,
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -373,6 +386,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=server.WORKERS, help="gunicorn, per server")
     parser.add_argument("--threads", type=int, default=server.THREADS)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("SOAK_DATABASE", DATABASE),
+        help=f"the soak's database, dropped and created afresh (default {DATABASE})",
+    )
+    parser.add_argument(
+        "--no-nginx",
+        dest="nginx",
+        action="store_false",
+        help="shoppers and operator pick a server themselves, with no nginx in front",
+    )
     return parser.parse_args(argv)
 
 
@@ -424,13 +448,14 @@ def drive(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"Preparing a fresh database {DATABASE} (migrate, register_providers, seed_demo)")
-    dsn = server.database_recreate(DATABASE)
-    env = soak_env(dsn, f"soak-{uuid.uuid4().hex[:12]}")
+    print(f"Preparing a fresh database {args.database} (migrate, register_providers, seed_demo)")
+    dsn = server.database_recreate(args.database)
+    env = soak_env(dsn, f"soak-{uuid.uuid4().hex[:12]}", behind_nginx=args.nginx)
     server.project_prepare(env)
     token = admin_token(env)
     options = server.GunicornOptions(args.workers, args.threads)
     started = datetime.now(UTC)
+    balancer: Nginx | None = None
     with ExitStack() as stack:
         stack.callback(redis_forget, env)
         workers = [CeleryWorker(env, f"celery{i}") for i in (1, 2)]
@@ -446,15 +471,26 @@ def main(argv: list[str] | None = None) -> int:
             gunicorn.start()
         urls = " and ".join(s.url for s in servers)
         print(f"2 servers: gunicorn {' '.join(options.args())} on {urls}")
+        names = {f"127.0.0.1:{s.port}": s.name for s in servers}
+        if args.nginx:
+            balancer = Nginx(list(names))
+            stack.callback(balancer.stop)
+            balancer.start()
+            print(f"nginx ({' '.join(balancer.command())}) on {balancer.url} in front of both")
+            soak = Soak([balancer.url], Tally(), args.seed, upstream_names=names)
+        else:
+            nginx.logs_clear()
+            soak = Soak([s.url for s in servers], Tally(), args.seed)
         print(f"2 Celery workers (worker --beat) on queue {env['CELERY_QUEUE']}")
         print(
             f"{args.clients} shoppers for {args.seconds:g} s; a gunicorn worker SIGKILLed every"
             f" {args.kill_every:g} s, a Celery worker between, server 2 once (seed {args.seed})",
             flush=True,
         )
-        soak = Soak([s.url for s in servers], Tally(), args.seed)
         run = drive(soak, servers, workers, args, token)
-        # The load has stopped: the servers go, the workers finish what is left.
+        # The load has stopped: nginx and the servers go, the workers finish what is left.
+        if balancer is not None:
+            balancer.stop()
         for gunicorn in servers:
             gunicorn.stop()
         lease = int(RECOVERY_ENV["IDEMPOTENCY_LOCK_LEASE_SECONDS"])
@@ -466,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             dsn, lease_seconds=lease, timeout=DRAIN_TIMEOUT_SECONDS
         )
 
-    report = report_build(soak.tally, run, env, dsn, options, started, drained_in, left)
+    report = report_build(soak, run, env, dsn, options, started, drained_in, left)
     print_report(report)
     RESULTS_FILE.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\nResults written to {RESULTS_FILE}; logs beside it")
@@ -479,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_build(
-    tally: Tally,
+    soak: Soak,
     run: Run,
     env: dict[str, str],
     dsn: str,
@@ -488,8 +524,13 @@ def report_build(
     drained_in: float,
     left: dict[str, int],
 ) -> dict[str, Any]:
+    tally = soak.tally
     reconcile = soak_checks.run_command(env, "reconcile_payments")
     checks = traffic_checks(tally)
+    balancer: dict[str, object] = {"none": "--no-nginx: each client picked a server"}
+    if soak.balanced:
+        balancer, nginx_checks = nginx.traffic_report(soak.upstream_names, run.faults.events)
+        checks += nginx_checks
     checks.append(
         check(
             f"the workers drained within {DRAIN_TIMEOUT_SECONDS:g} s",
@@ -527,6 +568,7 @@ def report_build(
         "gunicorn": options.args(),
         "recovery settings": RECOVERY_ENV,
         "traffic": traffic_summary(tally, run),
+        "nginx": balancer,
         "faults": run.faults.log,
         "fault errors": run.faults.errors,
         "drain": {"seconds": round(drained_in, 1), "left": left},
@@ -586,8 +628,9 @@ def traffic_summary(tally: Tally, run: Run) -> dict[str, Any]:
         "orders per second": round(tally.orders / seconds, 2) if seconds else 0,
         "orders by server": dict(sorted(tally.orders_by_server.items())),
         "processes killed": dict(run.faults.kills),
+        # Behind nginx, these include its 502s for requests that died with their server.
         "connection errors (killed server processes)": tally.connection_errors,
-        "failovers to the other server": tally.failovers,
+        "failovers to the other server (no nginx)": tally.failovers,
         "statuses": dict(sorted(tally.statuses.items())),
         "abandoned carts": dict(tally.abandoned),
         "lost authorization 503s": sum(tally.fault_503s.values()),
@@ -601,7 +644,7 @@ def traffic_summary(tally: Tally, run: Run) -> dict[str, Any]:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    titles = ["traffic", "drain", "celery workers", "vanished shoppers' carts"]
+    titles = ["traffic", "nginx", "drain", "celery workers", "vanished shoppers' carts"]
     titles += ["vanished shoppers' carts changed after the lost answer", "database"]
     for title in titles:
         print(f"\n{title.capitalize()}")

@@ -45,6 +45,8 @@ class FaultSchedule(threading.Thread):
         self.rng = rng
         self.kills: Counter[str] = Counter()
         self.log: list[str] = []
+        # (epoch seconds, what, whose name): to place nginx's access log against the faults.
+        self.events: list[tuple[float, str, str]] = []
         self.errors: list[str] = []
         self.stop = threading.Event()
         self._restarts: list[threading.Thread] = []
@@ -93,6 +95,7 @@ class FaultSchedule(threading.Thread):
         except ProcessLookupError:
             return  # it exited on its own meanwhile
         self._note("gunicorn worker", f"SIGKILL gunicorn worker {victim} of {server.name}")
+        self.events.append((time.time(), "gunicorn worker killed", server.name))
 
     def _kill_celery_worker(self, worker: CeleryWorker) -> None:
         if not worker.running():
@@ -108,6 +111,7 @@ class FaultSchedule(threading.Thread):
             return
         pids = server.pids()
         server.crash()
+        self.events.append((time.time(), "server killed", server.name))
         self._note("server", f"SIGKILL {server.name}: master and workers {pids}")
         # Back on the same port; shoppers meanwhile fail over to the other server.
         self._restart_later(server, server.name)
@@ -126,6 +130,7 @@ class FaultSchedule(threading.Thread):
                 self.errors.append(f"restarting {name}: {error!r}")
                 return
             ready = time.monotonic() - began
+            self.events.append((time.time(), "back", name))
             with self._lock:
                 self.log.append(
                     f"{time.monotonic() - self._began:6.1f} s  restarted {name}"

@@ -70,7 +70,7 @@ class Operator:
         self.tally = soak.tally
         self.rng = random.Random(soak.rng_seed - 1 - index)
         headers = {"Authorization": f"Token {token}"}
-        self.clients = [Client(url, headers=headers) for url in soak.urls]
+        self.clients = [soak.client(url, headers=headers) for url in soak.urls]
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -238,7 +238,8 @@ class Operator:
         return self.clients[job.server]
 
     def failover(self, job: MoneyJob) -> None:
-        """A connection error: the next attempt goes to the other server (a load balancer)."""
+        """A connection error: the next attempt goes to the other server (behind nginx, to
+        nginx again, which picks one)."""
         self.tally.note("connection_errors", 1)
         job.server = (job.server + 1) % len(self.clients)
 

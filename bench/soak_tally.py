@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.client import Reply
+from bench.client import Client, Reply
 
 
 @dataclass
@@ -63,12 +63,22 @@ class Tally:
 class Soak:
     """What every thread shares: the servers ("machines"), the tally, the operator's jobs."""
 
-    urls: list[str]
+    urls: list[str]  # the servers' own, or the one of the load balancer in front of them
     tally: Tally
     rng_seed: int
+    # Behind nginx: its address -> the server's name, to say which one answered (X-Upstream).
+    upstream_names: dict[str, str] = field(default_factory=dict)
     # (when it is due, a tie-breaker, the job): the operator's work, some of it for later.
     jobs: queue.PriorityQueue[tuple[float, int, Any]] = field(default_factory=queue.PriorityQueue)
     _sequence: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def balanced(self) -> bool:
+        return bool(self.upstream_names)
+
+    def client(self, url: str, **options: Any) -> Client:
+        """A client of `url`; behind nginx, its own 502/504 answers raise GatewayError."""
+        return Client(url, balanced=self.balanced, **options)
 
     def schedule(self, due: float, job: Any) -> None:
         self.jobs.put((due, next(self._sequence), job))
