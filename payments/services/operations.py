@@ -71,6 +71,10 @@ cancel, webhook), `success`. Receivers may lock rows later in the lock order (th
 its swaps): checkout keeps the order's payment status with its payments."""
 
 
+# What settling writes on an operation.
+SETTLED_FIELDS = ("status", "settled_at", "error", "provider_reference", "lease_until")
+
+
 def lease_from_now() -> ExpressionWrapper:
     """The end of an attempt's lease, on the database's clock (app servers' clocks differ)."""
     seconds = settings.IDEMPOTENCY_LOCK_LEASE_SECONDS
@@ -200,6 +204,8 @@ def operation_settle(
     than its id, it need not look up its payment first."""
     if isinstance(operation, PaymentOperation):
         operation_id, payment_id = operation.id, operation.payment_id
+        if payment_id is None and not operation.is_money_movement:
+            return _settle_fenced(operation, outcome, actor)
     else:
         operation_id = operation
         payment_id = (
@@ -230,11 +236,33 @@ def operation_settle(
     return operation
 
 
+class _SettledMeanwhile(Exception):
+    """Another attempt settled the operation first: this one's writes are rolled back."""
+
+
+def _settle_fenced(
+    operation: PaymentOperation, outcome: OperationResult | ProviderError, actor: Actor
+) -> PaymentOperation:
+    """Settle a session call (no payment, nothing to lock first) from the caller's copy:
+    the operation's UPDATE is conditional on the row being still open, which decides
+    between racing attempts without reading the row under a lock first."""
+    if not operation.is_open:
+        return operation
+    try:
+        with transaction.atomic():
+            _settle(operation, None, outcome, actor, fenced=True)
+    except _SettledMeanwhile:
+        return PaymentOperation.objects.get(pk=operation.pk)
+    return operation
+
+
 def _settle(
     operation: PaymentOperation,
     payment: Payment | None,
     outcome: OperationResult | ProviderError,
     actor: Actor,
+    *,
+    fenced: bool = False,
 ) -> None:
     now = timezone.now()
     amount = operation.amount
@@ -264,7 +292,12 @@ def _settle(
             _session_released(operation.session_id, now)
     operation.provider_reference = (reference or operation.provider_reference)[:255]
     operation.lease_until = None
-    operation.save()
+    if not fenced:
+        operation.save()
+    elif not PaymentOperation.objects.filter(
+        pk=operation.pk, status__in=PaymentOperation.OPEN
+    ).update(**{field: getattr(operation, field) for field in SETTLED_FIELDS}):
+        raise _SettledMeanwhile
     error = operation.error or (
         "pending: settles later" if operation.status == Status.PENDING else ""
     )
