@@ -1,0 +1,426 @@
+"""`make bench-peer`: our checkout and Medusa v1's on this machine in one sitting, as ratios.
+
+First Medusa alone (its own scripts, `bench/medusa.py`): a fresh database, its server, its
+`bench.py seq` for the per-step medians at one client and `bench.py throughput` at each level,
+the server stopped, then `sqlcount.sh` for its SQL statements per step. Then ours alone
+(`bench.checkout.measure`, a fresh `payments_bench_peer` database, the same levels and
+seconds). Never both servers under load at once. Prints one table against issue 15's targets
+and writes bench/results/peer.json.
+
+A benchmark, not a test: it exits 0 whatever the figures, unless the run itself broke.
+
+    python -m bench.peer [--clients 1,4,16] [--seconds 10] [--skip-medusa-setup]
+                         [--skip-medusa-sql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bench import checkout, medusa, server
+
+DATABASE = "payments_bench_peer"  # not `make bench`'s, which may run meanwhile
+RESULTS_FILE = server.RESULTS / "peer.json"
+
+# The storefront steps of both flows, in Medusa's order: (what, ours, Medusa's). Ours sets
+# the email when creating the cart and has no shipping, so it has five steps to Medusa's seven.
+STEPS = (
+    ("create cart", "create_cart", "create_cart"),
+    ("add line item", "add_item", "add_line_item"),
+    ("update cart (email, addresses)", None, "update_cart"),
+    ("add shipping method", None, "add_shipping_method"),
+    ("create payment sessions", "sessions", "create_payment_sessions"),
+    ("select payment session", "select", "select_payment_session"),
+    ("complete", "complete", "complete"),
+)
+
+
+@dataclass(frozen=True)
+class Goal:
+    """Issue 15's target for one row: on the ratio ours / Medusa, or on our own figure."""
+
+    limit: float
+    text: str
+    higher_is_better: bool = False
+    on_ratio: bool = True
+
+    def check(self, ours: float | None, ratio: float | None) -> bool | None:
+        value = ratio if self.on_ratio else ours
+        if value is None:
+            return None
+        return value >= self.limit if self.higher_is_better else value <= self.limit
+
+
+GOALS = {
+    "complete_latency": Goal(1 / 6, "<= 1/6"),
+    "throughput": Goal(10, ">= 10x", higher_is_better=True),
+    "cpu": Goal(1 / 8, "<= 1/8"),
+    "complete_sql": Goal(20, "ours <= 20", on_ratio=False),
+    "flow_sql": Goal(45, "ours <= 45", on_ratio=False),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: str
+    ours: float | None
+    medusa: float | None
+    goal: Goal | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ours is None or not self.medusa:
+            return None
+        return self.ours / self.medusa
+
+    @property
+    def passed(self) -> bool | None:
+        return self.goal.check(self.ours, self.ratio) if self.goal else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "ours": self.ours,
+            "medusa": self.medusa,
+            "ratio": None if self.ratio is None else round(self.ratio, 3),
+            "target": self.goal.text if self.goal else None,
+            "pass": self.passed,
+        }
+
+
+# Both sides in one shape -------------------------------------------------------------------
+#
+# side = {"steps_ms": {step: median at 1 client}, "checkout_ms": ..., "sql": {step: n},
+#         "flow_sql": n, "levels": {clients: {...}}, "peak_rss_mib": n}
+
+
+def per_checkout_ms(cores: float | None, seconds: float, checkouts: int) -> float | None:
+    """Server CPU (utime + stime of its processes) over a level, per checkout."""
+    if cores is None or not checkouts:
+        return None
+    return round(cores * seconds / checkouts * 1000, 1)
+
+
+def ours_side(levels: list[dict[str, Any]]) -> dict[str, Any]:
+    """From bench.checkout's level summaries. SQL: the most any request of a step issued."""
+    one = next((lv for lv in levels if lv["clients"] == 1), None)
+
+    def most(counts: list[int | None]) -> int | None:
+        known = [c for c in counts if c is not None]
+        return max(known) if known else None
+
+    return {
+        "steps_ms": {
+            ours: one["steps"][ours]["median_ms"] if one else None for _, ours, _ in STEPS if ours
+        },
+        "checkout_ms": one["flow"]["median_ms"] if one else None,
+        "sql": {
+            ours: most([lv["steps"][ours]["queries"]["max"] for lv in levels])
+            for _, ours, _ in STEPS
+            if ours
+        },
+        "flow_sql": most([lv["flow"]["queries"]["max"] for lv in levels]),
+        "levels": {
+            lv["clients"]: {
+                "checkouts_per_s": lv["checkouts_per_second"],
+                "checkout_ms": lv["flow"]["median_ms"],
+                "cpu_ms_per_checkout": per_checkout_ms(
+                    lv["cpu_cores"]["server"], lv["seconds"], lv["checkouts"]
+                ),
+                "errors": lv["errors"],
+                "machine_busy_pct": round(
+                    100 * sum(lv["cpu_cores"].values()) / (os.cpu_count() or 1)
+                ),
+            }
+            for lv in levels
+        },
+        "peak_rss_mib": max((lv["peak_rss_mb"] for lv in levels), default=None),
+    }
+
+
+def medusa_side(
+    seq: dict[str, Any], throughput: list[dict[str, Any]], sql: dict[str, Any] | None
+) -> dict[str, Any]:
+    """From Medusa's bench.py (seq, throughput --pid) and sqlcount.py. SQL: the median of the
+    checkouts sqlcount counted (it attributes statements by time, so it varies by a few)."""
+
+    def counted(runs: list[int] | None) -> float | None:
+        return statistics.median(runs) if runs else None
+
+    sql = sql or {}
+    return {
+        "steps_ms": {theirs: seq["steps_ms"][theirs]["median"] for _, _, theirs in STEPS},
+        "checkout_ms": seq["steps_ms"]["total"]["median"],
+        "sql": {
+            theirs: counted(sql.get(theirs, {}).get("statements_per_run")) for _, _, theirs in STEPS
+        },
+        "flow_sql": counted(sql.get("checkout_7_steps_total_per_run")),
+        "levels": {
+            lv["clients"]: {
+                "checkouts_per_s": lv["checkouts_per_s"],
+                "checkout_ms": lv["checkout_ms_median"],
+                "cpu_ms_per_checkout": per_checkout_ms(
+                    lv["server_cpu_pct_of_one_core"] / 100, lv["seconds"], lv["checkouts"]
+                ),
+                "errors": lv["errors"],
+                "machine_busy_pct": round(lv["machine_cpu_busy_pct"]),
+            }
+            for lv in throughput
+        },
+        # VmHWM: the Node process's peak since it started, read after each level.
+        "peak_rss_mib": max((lv["server_mem_mib"]["VmHWM"] for lv in throughput), default=None),
+    }
+
+
+def rows(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
+    """The table: each figure of both sides, and issue 15's targets where it sets one. The
+    CPU target is read at the highest level, where the server is busiest."""
+    levels = sorted(set(ours["levels"]) | set(theirs["levels"]))
+    top = max(levels, default=None)
+
+    def level(side: dict[str, Any], clients: int | None, key: str) -> float | None:
+        return side["levels"].get(clients, {}).get(key)
+
+    table = [
+        Row(
+            "complete median, 1 client (ms)",
+            ours["steps_ms"]["complete"],
+            theirs["steps_ms"]["complete"],
+            GOALS["complete_latency"],
+        ),
+        Row("whole checkout median, 1 client (ms)", ours["checkout_ms"], theirs["checkout_ms"]),
+    ]
+    for clients in levels:
+        table.append(
+            Row(
+                f"checkouts/s, {clients} clients",
+                level(ours, clients, "checkouts_per_s"),
+                level(theirs, clients, "checkouts_per_s"),
+                GOALS["throughput"] if clients == 16 else None,
+            )
+        )
+    table += [
+        Row(
+            f"server CPU per checkout, {top} clients (ms)",
+            level(ours, top, "cpu_ms_per_checkout"),
+            level(theirs, top, "cpu_ms_per_checkout"),
+            GOALS["cpu"],
+        ),
+        Row(
+            "SQL statements, complete",
+            ours["sql"]["complete"],
+            theirs["sql"]["complete"],
+            GOALS["complete_sql"],
+        ),
+        Row("SQL statements, whole flow", ours["flow_sql"], theirs["flow_sql"], GOALS["flow_sql"]),
+        Row("server peak RSS (MiB)", ours["peak_rss_mib"], theirs["peak_rss_mib"]),
+    ]
+    return table
+
+
+# Report ------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None) -> str:
+    """Three significant figures below 10, one decimal below 1,000, whole numbers above."""
+    if value is None:
+        return "-"
+    if abs(value) < 10:
+        return f"{value:.3g}"
+    return f"{value:.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def verdict(passed: bool | None) -> str:
+    return "" if passed is None else "PASS" if passed else "FAIL"
+
+
+def print_table(table: list[Row]) -> None:
+    header = f"{'metric':<42} {'ours':>8} {'Medusa':>8} {'ratio':>7}  {'target':<11} pass"
+    print(header)
+    print("-" * len(header))
+    for row in table:
+        target = row.goal.text if row.goal else ""
+        print(
+            f"{row.metric:<42} {fmt(row.ours):>8} {fmt(row.medusa):>8} {fmt(row.ratio):>7}"
+            f"  {target:<11} {verdict(row.passed)}"
+        )
+    print("ratio = ours / Medusa; SQL targets are on our own figure (Medusa's for context).")
+
+
+def print_steps(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    header = f"{'step, 1 client':<32} {'ours ms':>8} {'Medusa ms':>10} {'ours SQL':>9}"
+    header += f" {'Medusa SQL':>11}"
+    print(header)
+    print("-" * len(header))
+    for label, our_step, their_step in STEPS:
+        print(
+            f"{label:<32}"
+            f" {fmt(ours['steps_ms'][our_step]) if our_step else '(none)':>8}"
+            f" {fmt(theirs['steps_ms'][their_step]):>10}"
+            f" {fmt(ours['sql'][our_step]) if our_step else '(none)':>9}"
+            f" {fmt(theirs['sql'][their_step]):>11}"
+        )
+    print(
+        f"{'whole checkout':<32} {fmt(ours['checkout_ms']):>8} {fmt(theirs['checkout_ms']):>10}"
+        f" {fmt(ours['flow_sql']):>9} {fmt(theirs['flow_sql']):>11}"
+    )
+
+
+def print_levels(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    header = (
+        f"{'clients':>7} {'side':<7} {'checkouts/s':>11} {'median ms':>10}"
+        f" {'CPU ms/checkout':>15} {'machine busy':>12} {'errors':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for clients in sorted(set(ours["levels"]) | set(theirs["levels"])):
+        for name, side in (("ours", ours), ("Medusa", theirs)):
+            lv = side["levels"].get(clients)
+            if lv is None:
+                continue
+            print(
+                f"{clients:>7} {name:<7} {fmt(lv['checkouts_per_s']):>11}"
+                f" {fmt(lv['checkout_ms']):>10} {fmt(lv['cpu_ms_per_checkout']):>15}"
+                f" {lv['machine_busy_pct']:>11}% {lv['errors']:>6}"
+            )
+
+
+# The run -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default="1,4,16", help="comma-separated levels")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=float(os.environ.get("BENCH_SECONDS", 10)),
+        help="duration of each level, and of Medusa's sequential run (env BENCH_SECONDS)",
+    )
+    parser.add_argument(
+        "--skip-medusa-setup",
+        action="store_true",
+        help="use bench/.medusa and its database as they are (no copy, npm ci or re-seed)",
+    )
+    parser.add_argument(
+        "--skip-medusa-sql",
+        action="store_true",
+        help="do not count Medusa's statements (sqlcount.sh, ~30 s): show the peer's stored ones",
+    )
+    return parser.parse_args(argv)
+
+
+def run_medusa(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
+    source = medusa.peer_dir()
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    if not args.skip_medusa_setup:
+        print(f"Medusa: preparing {medusa.SCRATCH} from {source}")
+        medusa.prepare(source)
+    timings["setup_s"] = round(time.monotonic() - started, 1)
+
+    started = time.monotonic()
+    pid = medusa.server_start()
+    try:
+        print(f"Medusa: server pid {pid}; sequential checkouts for {args.seconds:g} s ...")
+        # As long as our one-client level: bench.py stops at --max-seconds, not at --n.
+        seq_args = ["--warmup", "10", "--n", "2000", "--max-seconds", str(args.seconds)]
+        (seq,) = medusa.bench_py("seq", *seq_args, "--pid", str(pid), timeout=args.seconds + 300)
+        clients = ",".join(map(str, levels))
+        print(f"Medusa: {clients} clients for {args.seconds:g} s each ...")
+        level_args = ["--clients", clients, "--seconds", str(args.seconds), "--pid", str(pid)]
+        throughput = medusa.bench_py(
+            "throughput", *level_args, timeout=len(levels) * (args.seconds + 150)
+        )
+    finally:
+        medusa.server_stop()
+    timings["bench_s"] = round(time.monotonic() - started, 1)
+
+    started = time.monotonic()
+    sql, sql_source = None, "not counted"
+    if not args.skip_medusa_sql:
+        print("Medusa: SQL statements per step (sqlcount.sh, log_statement=all) ...")
+        try:
+            sql, sql_source = medusa.sql_counts(), "sqlcount.sh, this run"
+        except medusa.MedusaError as error:
+            print(f"  WARNING: {error}", file=sys.stderr)
+    if sql is None:
+        sql = medusa.stored_sql_counts(source)
+        sql_source = f"stored in {source / 'results'}" if sql else sql_source
+    timings["sql_s"] = round(time.monotonic() - started, 1)
+    return {
+        "seq": seq,
+        "throughput": throughput,
+        "sql": sql,
+        "sql_source": sql_source,
+        "durations": timings,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    levels = [int(n) for n in args.clients.split(",") if n.strip()]
+    started_at = datetime.now(UTC)
+    try:
+        theirs_raw = run_medusa(args, levels)
+    except (medusa.MedusaError, subprocess.SubprocessError, OSError, ValueError) as error:
+        print(f"Could not measure Medusa: {error}", file=sys.stderr)
+        return 1
+
+    started = time.monotonic()
+    print(f"Ours: {', '.join(map(str, levels))} clients for {args.seconds:g} s each")
+    options = server.GunicornOptions()
+    try:
+        ours_raw = checkout.measure(
+            database=DATABASE,
+            levels=levels,
+            seconds=args.seconds,
+            warmup=2.0,
+            options=options,
+            log_name="peer-gunicorn.log",
+        )
+    except subprocess.CalledProcessError as error:
+        print(f"Could not prepare the project:\n{error.stdout}\n{error.stderr}", file=sys.stderr)
+        return 1
+    ours_seconds = round(time.monotonic() - started, 1)
+
+    ours = ours_side(ours_raw)
+    theirs = medusa_side(theirs_raw["seq"], theirs_raw["throughput"], theirs_raw["sql"])
+    table = rows(ours, theirs)
+    print()
+    print_table(table)
+    print()
+    print_steps(ours, theirs)
+    print(f"Medusa's SQL: {theirs_raw['sql_source']}. Ours: X-Query-Count, the most seen.")
+    print()
+    print_levels(ours, theirs)
+
+    report = {
+        "started_at": started_at.isoformat(),
+        "machine": {**server.machine(), **checkout.versions()},
+        "seconds_per_level": args.seconds,
+        "clients": levels,
+        "table": [row.as_dict() for row in table],
+        "ours": {**ours, "gunicorn": options.args(), "levels_raw": ours_raw},
+        "medusa": {**theirs, **theirs_raw},
+        "durations_s": {"medusa": theirs_raw["durations"], "ours": ours_seconds},
+    }
+    RESULTS_FILE.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nResults written to {RESULTS_FILE}")
+    measured = any(lv["checkouts"] for lv in ours_raw) and any(
+        lv["checkouts"] for lv in theirs_raw["throughput"]
+    )
+    return 0 if measured else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
