@@ -202,7 +202,7 @@ def rows(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
     for clients in levels:
         table.append(
             Row(
-                f"checkouts/s, {clients} clients",
+                f"checkouts/s, {clients} client{'s' if clients > 1 else ''}",
                 level(ours, clients, "checkouts_per_s"),
                 level(theirs, clients, "checkouts_per_s"),
                 GOALS["throughput"] if clients == 16 else None,
@@ -231,9 +231,12 @@ def rows(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
 
 
 def fmt(value: float | None) -> str:
-    """Three significant figures below 10, one decimal below 1,000, whole numbers above."""
+    """Whole numbers as such; else three significant figures below 10, one decimal below
+    1,000."""
     if value is None:
         return "-"
+    if float(value).is_integer() and abs(value) < 1000:
+        return str(int(value))
     if abs(value) < 10:
         return f"{value:.3g}"
     return f"{value:.1f}" if abs(value) < 1000 else f"{value:,.0f}"
@@ -296,6 +299,23 @@ def print_levels(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
 
 # The run -----------------------------------------------------------------------------------
 
+# Cores kept busy by other work just before a side starts, above which its figures are flagged.
+QUIET_CORES = 0.25
+
+
+def other_work(side: str, seconds: float = 2.0) -> float:
+    """Cores busy on the machine while neither server runs: other work that will compete with
+    this side's run (`side` is "Medusa's" or "our"). The sides run minutes apart, so a
+    difference here makes their ratio unfair: it is printed and kept in peer.json."""
+    machine = server.MachineCpu()
+    machine.begin()
+    time.sleep(seconds)
+    cores = round(machine.end(), 2)
+    print(f"  machine busy before {side} run: {cores:g} cores")
+    if cores > QUIET_CORES:
+        print(f"  WARNING: other work is running; {side} figures will be low", file=sys.stderr)
+    return cores
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -329,6 +349,7 @@ def run_medusa(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
     timings["setup_s"] = round(time.monotonic() - started, 1)
 
     started = time.monotonic()
+    busy_before = other_work("Medusa's")
     pid = medusa.server_start()
     try:
         print(f"Medusa: server pid {pid}; sequential checkouts for {args.seconds:g} s ...")
@@ -363,6 +384,7 @@ def run_medusa(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
         "sql": sql,
         "sql_source": sql_source,
         "durations": timings,
+        "machine_busy_before_cores": busy_before,
     }
 
 
@@ -379,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"Ours: {', '.join(map(str, levels))} clients for {args.seconds:g} s each")
     options = server.GunicornOptions()
+    busy_before = other_work("our")
     try:
         ours_raw = checkout.measure(
             database=DATABASE,
@@ -403,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Medusa's SQL: {theirs_raw['sql_source']}. Ours: X-Query-Count, the most seen.")
     print()
     print_levels(ours, theirs)
+    print(
+        f"Machine busy before each side's run (other work): ours {busy_before:g} cores,"
+        f" Medusa {theirs_raw['machine_busy_before_cores']:g} cores."
+    )
 
     report = {
         "started_at": started_at.isoformat(),
@@ -410,7 +437,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_level": args.seconds,
         "clients": levels,
         "table": [row.as_dict() for row in table],
-        "ours": {**ours, "gunicorn": options.args(), "levels_raw": ours_raw},
+        "ours": {
+            **ours,
+            "gunicorn": options.args(),
+            "levels_raw": ours_raw,
+            "machine_busy_before_cores": busy_before,
+        },
         "medusa": {**theirs, **theirs_raw},
         "durations_s": {"medusa": theirs_raw["durations"], "ours": ours_seconds},
     }
