@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -142,11 +143,18 @@ def _skip_space(text: str, position: int) -> int:
     return position
 
 
-def bench_py(*args: str, timeout: float) -> list[Any]:
-    """The peer's bench.py, with the interpreter running ours (both use the same Python)."""
-    command = [sys.executable, "bench.py", *args]
-    log = f"bench-{args[0]}.log"
-    return json_documents(_run(command, log, timeout=timeout))
+def bench_py(*args: str, timeout: float) -> tuple[list[Any], float]:
+    """The peer's bench.py, with the interpreter running ours (both use the same Python).
+    Returns its JSON documents and the CPU seconds the load generator itself used."""
+    before = _children_cpu()
+    output = _run([sys.executable, "bench.py", *args], f"bench-{args[0]}.log", timeout=timeout)
+    return json_documents(output), _children_cpu() - before
+
+
+def _children_cpu() -> float:
+    """User + system time of the finished child processes we waited for, so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def sql_counts(runs: int = 3) -> dict[str, Any]:

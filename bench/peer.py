@@ -104,7 +104,8 @@ class Row:
 
 
 def per_checkout_ms(cores: float | None, seconds: float, checkouts: int) -> float | None:
-    """Server CPU (utime + stime of its processes) over a level, per checkout."""
+    """CPU per checkout in ms: `cores` busy for `seconds` (or CPU seconds and 1.0). For the
+    servers, the utime + stime of their processes (Node; gunicorn's master and workers)."""
     if cores is None or not checkouts:
         return None
     return round(cores * seconds / checkouts * 1000, 1)
@@ -303,14 +304,23 @@ def print_levels(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
 QUIET_CORES = 0.25
 
 
-def other_work(side: str, seconds: float = 2.0) -> float:
+def other_work(side: str, wait: float, sample: float = 2.0) -> float:
     """Cores busy on the machine while neither server runs: other work that will compete with
-    this side's run (`side` is "Medusa's" or "our"). The sides run minutes apart, so a
-    difference here makes their ratio unfair: it is printed and kept in peer.json."""
+    this side's run (`side` is "Medusa's" or "our"). Waits up to `wait` seconds for it to
+    end. The sides run minutes apart, so a difference here makes their ratio unfair: it is
+    printed and kept in peer.json."""
     machine = server.MachineCpu()
-    machine.begin()
-    time.sleep(seconds)
-    cores = round(machine.end(), 2)
+    deadline = time.monotonic() + wait
+    waited = False
+    while True:
+        machine.begin()
+        time.sleep(sample)
+        cores = round(machine.end(), 2)
+        if cores <= QUIET_CORES or time.monotonic() >= deadline:
+            break
+        if not waited:
+            print(f"  {cores:g} cores busy with other work: waiting up to {wait:g} s", flush=True)
+            waited = True
     print(f"  machine busy before {side} run: {cores:g} cores")
     if cores > QUIET_CORES:
         print(f"  WARNING: other work is running; {side} figures will be low", file=sys.stderr)
@@ -336,6 +346,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="do not count Medusa's statements (sqlcount.sh, ~30 s): show the peer's stored ones",
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait, before each side, for other work on the machine to end",
+    )
     return parser.parse_args(argv)
 
 
@@ -349,17 +365,17 @@ def run_medusa(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
     timings["setup_s"] = round(time.monotonic() - started, 1)
 
     started = time.monotonic()
-    busy_before = other_work("Medusa's")
+    busy_before = other_work("Medusa's", args.quiet_wait)
     pid = medusa.server_start()
     try:
         print(f"Medusa: server pid {pid}; sequential checkouts for {args.seconds:g} s ...")
         # As long as our one-client level: bench.py stops at --max-seconds, not at --n.
         seq_args = ["--warmup", "10", "--n", "2000", "--max-seconds", str(args.seconds)]
-        (seq,) = medusa.bench_py("seq", *seq_args, "--pid", str(pid), timeout=args.seconds + 300)
+        (seq,), _ = medusa.bench_py("seq", *seq_args, "--pid", str(pid), timeout=args.seconds + 300)
         clients = ",".join(map(str, levels))
         print(f"Medusa: {clients} clients for {args.seconds:g} s each ...")
         level_args = ["--clients", clients, "--seconds", str(args.seconds), "--pid", str(pid)]
-        throughput = medusa.bench_py(
+        throughput, client_cpu = medusa.bench_py(
             "throughput", *level_args, timeout=len(levels) * (args.seconds + 150)
         )
     finally:
@@ -385,6 +401,9 @@ def run_medusa(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
         "sql_source": sql_source,
         "durations": timings,
         "machine_busy_before_cores": busy_before,
+        "client_cpu_ms_per_checkout": per_checkout_ms(
+            client_cpu, 1.0, sum(lv["checkouts"] for lv in throughput)
+        ),
     }
 
 
@@ -401,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"Ours: {', '.join(map(str, levels))} clients for {args.seconds:g} s each")
     options = server.GunicornOptions()
-    busy_before = other_work("our")
+    busy_before = other_work("our", args.quiet_wait)
     try:
         ours_raw = checkout.measure(
             database=DATABASE,
@@ -426,6 +445,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Medusa's SQL: {theirs_raw['sql_source']}. Ours: X-Query-Count, the most seen.")
     print()
     print_levels(ours, theirs)
+    our_client = per_checkout_ms(
+        sum(lv["cpu_cores"]["load generator"] * lv["seconds"] for lv in ours_raw),
+        1.0,
+        sum(lv["checkouts"] for lv in ours_raw),
+    )
+    print(
+        f"Load generator CPU per checkout, over the levels: ours {fmt(our_client)} ms"
+        f" (bench/client.py, http.client), Medusa's {fmt(theirs_raw['client_cpu_ms_per_checkout'])}"
+        " ms (bench.py, requests)."
+    )
     print(
         f"Machine busy before each side's run (other work): ours {busy_before:g} cores,"
         f" Medusa {theirs_raw['machine_busy_before_cores']:g} cores."
@@ -442,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             "gunicorn": options.args(),
             "levels_raw": ours_raw,
             "machine_busy_before_cores": busy_before,
+            "client_cpu_ms_per_checkout": our_client,
         },
         "medusa": {**theirs, **theirs_raw},
         "durations_s": {"medusa": theirs_raw["durations"], "ours": ours_seconds},
