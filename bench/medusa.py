@@ -20,9 +20,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from bench import server
 from bench.server import ROOT
 
 SCRATCH = ROOT / "bench" / ".medusa"
@@ -155,6 +157,53 @@ def _children_cpu() -> float:
     """User + system time of the finished child processes we waited for, so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def bench(*, levels: list[int], seconds: float) -> dict[str, Any]:
+    """Medusa's server alone on the machine: `bench.py seq` for `seconds` (as long as our
+    one-client level), then `bench.py throughput` at each level; the server stopped after."""
+    pid = server_start()
+    try:
+        print(f"Medusa: server pid {pid}; sequential checkouts for {seconds:g} s ...", flush=True)
+        # bench.py stops at --max-seconds, not at --n.
+        seq_args = ["--warmup", "10", "--n", "2000", "--max-seconds", str(seconds)]
+        (seq,), _ = bench_py("seq", *seq_args, "--pid", str(pid), timeout=seconds + 300)
+        # What a call of bench.py costs the load generator besides the load: starting Python,
+        # importing requests, its catalogue reads and psql counts. Not counted per checkout.
+        _, fixed_cpu = bench_py("throughput", "--clients", "1", "--seconds", "0", timeout=60)
+        return {
+            "seq": seq,
+            "levels": [level_measure(pid, c, seconds, fixed_cpu) for c in levels],
+            "load_generator_fixed_cpu_s": round(fixed_cpu, 2),
+        }
+    finally:
+        server_stop()
+
+
+def level_measure(pid: int, clients: int, seconds: float, fixed_cpu: float) -> dict[str, Any]:
+    """One `bench.py throughput` level, one call each, so that it is metered as ours is: the
+    CPU of the PostgreSQL backends of its database, of the load generator, and of the rest
+    of the machine (other work), beside the Node process's that bench.py reports itself.
+    The window is the whole call, the level and about 4 s of bench.py's own pauses."""
+    print(f"  {clients} client(s) for {seconds:g} s ...", flush=True)
+    node = server.CpuMeter(lambda: [pid])
+    postgres = server.CpuMeter(lambda: server.postgres_backend_pids(DATABASE))
+    machine = server.MachineCpu()
+    for meter in (node, postgres, machine):
+        meter.begin()
+    started = time.monotonic()
+    level_args = ["--clients", str(clients), "--seconds", str(seconds), "--pid", str(pid)]
+    (level,), client_cpu = bench_py("throughput", *level_args, timeout=seconds + 150)
+    window = time.monotonic() - started
+    busy = machine.end() * window
+    cpu = {
+        "server": node.end(),
+        "postgres": postgres.end(),
+        "load generator": max(0.0, client_cpu - fixed_cpu),
+    }
+    level["cpu_seconds"] = {name: round(value, 2) for name, value in cpu.items()}
+    level["other_cores"] = round(max(0.0, busy - sum(cpu.values()) - fixed_cpu) / window, 2)
+    return level
 
 
 def sql_counts(runs: int = 3) -> dict[str, Any]:

@@ -103,6 +103,10 @@ class Row:
 #         "flow_sql": n, "levels": {clients: {...}}, "peak_rss_mib": n}
 
 
+# CPU per checkout, per level: (name in a side, name in bench.checkout's cpu_cores).
+CPU_PARTS = (("server", "server"), ("postgres", "postgres"), ("client", "load generator"))
+
+
 def per_checkout_ms(cores: float | None, seconds: float, checkouts: int) -> float | None:
     """CPU per checkout in ms: `cores` busy for `seconds` (or CPU seconds and 1.0). For the
     servers, the utime + stime of their processes (Node; gunicorn's master and workers)."""
@@ -134,13 +138,14 @@ def ours_side(levels: list[dict[str, Any]]) -> dict[str, Any]:
             lv["clients"]: {
                 "checkouts_per_s": lv["checkouts_per_second"],
                 "checkout_ms": lv["flow"]["median_ms"],
-                "cpu_ms_per_checkout": per_checkout_ms(
-                    lv["cpu_cores"]["server"], lv["seconds"], lv["checkouts"]
-                ),
+                **{
+                    f"{name}_cpu_ms": per_checkout_ms(
+                        lv["cpu_cores"][measured], lv["seconds"], lv["checkouts"]
+                    )
+                    for name, measured in CPU_PARTS
+                },
+                "other_cores": lv["cpu_cores"]["other processes"],
                 "errors": lv["errors"],
-                "machine_busy_pct": round(
-                    100 * sum(lv["cpu_cores"].values()) / (os.cpu_count() or 1)
-                ),
             }
             for lv in levels
         },
@@ -169,11 +174,19 @@ def medusa_side(
             lv["clients"]: {
                 "checkouts_per_s": lv["checkouts_per_s"],
                 "checkout_ms": lv["checkout_ms_median"],
-                "cpu_ms_per_checkout": per_checkout_ms(
+                # The server's from bench.py, over the level as ours; the others over the
+                # whole call of bench.py (bench.medusa.level_measure).
+                "server_cpu_ms": per_checkout_ms(
                     lv["server_cpu_pct_of_one_core"] / 100, lv["seconds"], lv["checkouts"]
                 ),
+                "postgres_cpu_ms": per_checkout_ms(
+                    lv["cpu_seconds"]["postgres"], 1.0, lv["checkouts"]
+                ),
+                "client_cpu_ms": per_checkout_ms(
+                    lv["cpu_seconds"]["load generator"], 1.0, lv["checkouts"]
+                ),
+                "other_cores": lv["other_cores"],
                 "errors": lv["errors"],
-                "machine_busy_pct": round(lv["machine_cpu_busy_pct"]),
             }
             for lv in throughput
         },
@@ -212,8 +225,8 @@ def rows(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
     table += [
         Row(
             f"server CPU per checkout, {top} clients (ms)",
-            level(ours, top, "cpu_ms_per_checkout"),
-            level(theirs, top, "cpu_ms_per_checkout"),
+            level(ours, top, "server_cpu_ms"),
+            level(theirs, top, "server_cpu_ms"),
             GOALS["cpu"],
         ),
         Row(
@@ -280,9 +293,10 @@ def print_steps(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
 
 
 def print_levels(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    print(f"{'':>7} {'':<7} {'':>11} {'':>10}  {'CPU ms per checkout':^26}  {'other work':>10}")
     header = (
         f"{'clients':>7} {'side':<7} {'checkouts/s':>11} {'median ms':>10}"
-        f" {'CPU ms/checkout':>15} {'machine busy':>12} {'errors':>6}"
+        f"  {'server':>8} {'postgres':>8} {'client':>8}  {'cores':>10} {'errors':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -293,8 +307,9 @@ def print_levels(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
                 continue
             print(
                 f"{clients:>7} {name:<7} {fmt(lv['checkouts_per_s']):>11}"
-                f" {fmt(lv['checkout_ms']):>10} {fmt(lv['cpu_ms_per_checkout']):>15}"
-                f" {lv['machine_busy_pct']:>11}% {lv['errors']:>6}"
+                f" {fmt(lv['checkout_ms']):>10}  {fmt(lv['server_cpu_ms']):>8}"
+                f" {fmt(lv['postgres_cpu_ms']):>8} {fmt(lv['client_cpu_ms']):>8}"
+                f"  {fmt(lv['other_cores']):>10} {lv['errors']:>6}"
             )
 
 
@@ -366,20 +381,7 @@ def run_medusa(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
 
     started = time.monotonic()
     busy_before = other_work("Medusa's", args.quiet_wait)
-    pid = medusa.server_start()
-    try:
-        print(f"Medusa: server pid {pid}; sequential checkouts for {args.seconds:g} s ...")
-        # As long as our one-client level: bench.py stops at --max-seconds, not at --n.
-        seq_args = ["--warmup", "10", "--n", "2000", "--max-seconds", str(args.seconds)]
-        (seq,), _ = medusa.bench_py("seq", *seq_args, "--pid", str(pid), timeout=args.seconds + 300)
-        clients = ",".join(map(str, levels))
-        print(f"Medusa: {clients} clients for {args.seconds:g} s each ...")
-        level_args = ["--clients", clients, "--seconds", str(args.seconds), "--pid", str(pid)]
-        throughput, client_cpu = medusa.bench_py(
-            "throughput", *level_args, timeout=len(levels) * (args.seconds + 150)
-        )
-    finally:
-        medusa.server_stop()
+    measured = medusa.bench(levels=levels, seconds=args.seconds)
     timings["bench_s"] = round(time.monotonic() - started, 1)
 
     started = time.monotonic()
@@ -395,15 +397,11 @@ def run_medusa(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
         sql_source = f"stored in {source / 'results'}" if sql else sql_source
     timings["sql_s"] = round(time.monotonic() - started, 1)
     return {
-        "seq": seq,
-        "throughput": throughput,
+        **measured,
         "sql": sql,
         "sql_source": sql_source,
         "durations": timings,
         "machine_busy_before_cores": busy_before,
-        "client_cpu_ms_per_checkout": per_checkout_ms(
-            client_cpu, 1.0, sum(lv["checkouts"] for lv in throughput)
-        ),
     }
 
 
@@ -436,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     ours_seconds = round(time.monotonic() - started, 1)
 
     ours = ours_side(ours_raw)
-    theirs = medusa_side(theirs_raw["seq"], theirs_raw["throughput"], theirs_raw["sql"])
+    theirs = medusa_side(theirs_raw["seq"], theirs_raw["levels"], theirs_raw["sql"])
     table = rows(ours, theirs)
     print()
     print_table(table)
@@ -445,16 +443,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Medusa's SQL: {theirs_raw['sql_source']}. Ours: X-Query-Count, the most seen.")
     print()
     print_levels(ours, theirs)
-    our_client = per_checkout_ms(
-        sum(lv["cpu_cores"]["load generator"] * lv["seconds"] for lv in ours_raw),
-        1.0,
-        sum(lv["checkouts"] for lv in ours_raw),
-    )
-    print(
-        f"Load generator CPU per checkout, over the levels: ours {fmt(our_client)} ms"
-        f" (bench/client.py, http.client), Medusa's {fmt(theirs_raw['client_cpu_ms_per_checkout'])}"
-        " ms (bench.py, requests)."
-    )
     print(
         f"Machine busy before each side's run (other work): ours {busy_before:g} cores,"
         f" Medusa {theirs_raw['machine_busy_before_cores']:g} cores."
@@ -471,7 +459,6 @@ def main(argv: list[str] | None = None) -> int:
             "gunicorn": options.args(),
             "levels_raw": ours_raw,
             "machine_busy_before_cores": busy_before,
-            "client_cpu_ms_per_checkout": our_client,
         },
         "medusa": {**theirs, **theirs_raw},
         "durations_s": {"medusa": theirs_raw["durations"], "ours": ours_seconds},
@@ -479,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_FILE.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\nResults written to {RESULTS_FILE}")
     measured = any(lv["checkouts"] for lv in ours_raw) and any(
-        lv["checkouts"] for lv in theirs_raw["throughput"]
+        lv["checkouts"] for lv in theirs_raw["levels"]
     )
     return 0 if measured else 1
 

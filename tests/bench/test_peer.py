@@ -30,7 +30,12 @@ def our_level(clients: int, per_second: float, *, complete_sql: int = 18) -> dic
         "errors": 0,
         "steps": steps,
         "flow": {"median_ms": 55.0, "queries": {"median": 50, "min": 50, "max": 50}},
-        "cpu_cores": {"server": 0.5, "postgres": 0.1, "load generator": 0.1},
+        "cpu_cores": {
+            "server": 0.5,
+            "postgres": 0.1,
+            "load generator": 0.1,
+            "other processes": 0.0,
+        },
         "peak_rss_mb": 300.0,
     }
 
@@ -46,6 +51,8 @@ def medusa_level(clients: int, per_second: float) -> dict[str, Any]:
         "machine_cpu_busy_pct": 80.0,
         "server_cpu_pct_of_one_core": 80.0,
         "server_mem_mib": {"VmRSS": 250, "VmHWM": 450 if clients == 16 else 260},
+        "cpu_seconds": {"server": 8.0, "postgres": 2.0, "load generator": 1.0},
+        "other_cores": 0.1,
     }
 
 
@@ -136,3 +143,20 @@ def test_the_peer_folder_is_found_beside_the_repository_unless_named(monkeypatch
 
     monkeypatch.setenv("MEDUSA_PEER_DIR", "/opt/medusa")
     assert medusa.peer_dir() == Path("/opt/medusa")
+
+
+def test_both_sides_split_the_cpu_per_checkout_between_server_postgres_and_client():
+    ours = ours_side([our_level(16, 50.0)])["levels"][16]
+    theirs = medusa_side(MEDUSA_SEQ, [medusa_level(16, 5.0)], MEDUSA_SQL)["levels"][16]
+
+    # Ours: cores x 10 s / 500 checkouts. Medusa: CPU seconds of the call / 50 checkouts.
+    assert (ours["server_cpu_ms"], ours["postgres_cpu_ms"], ours["client_cpu_ms"]) == (
+        10.0,
+        2.0,
+        2.0,
+    )
+    assert (theirs["server_cpu_ms"], theirs["postgres_cpu_ms"], theirs["client_cpu_ms"]) == (
+        160.0,
+        40.0,
+        20.0,
+    )
