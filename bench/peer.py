@@ -260,6 +260,10 @@ def verdict(passed: bool | None) -> str:
     return "" if passed is None else "PASS" if passed else "FAIL"
 
 
+# Cores of other work on the machine above which a side's figures are flagged.
+QUIET_CORES = 0.25
+
+
 def print_table(table: list[Row]) -> None:
     header = f"{'metric':<42} {'ours':>8} {'Medusa':>8} {'ratio':>7}  {'target':<11} pass"
     print(header)
@@ -313,10 +317,18 @@ def print_levels(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
             )
 
 
-# The run -----------------------------------------------------------------------------------
+def disturbed(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """Levels during which other work on the machine took more than QUIET_CORES: the two
+    sides did not have the same machine, and a ratio of their figures is not a fair one."""
+    return [
+        f"{name} at {clients} client{'s' if clients > 1 else ''}: {lv['other_cores']:g} cores"
+        for name, side in (("ours", ours), ("Medusa", theirs))
+        for clients, lv in sorted(side["levels"].items())
+        if (lv["other_cores"] or 0) > QUIET_CORES
+    ]
 
-# Cores kept busy by other work just before a side starts, above which its figures are flagged.
-QUIET_CORES = 0.25
+
+# The run -----------------------------------------------------------------------------------
 
 
 def other_work(side: str, wait: float, sample: float = 2.0) -> float:
@@ -447,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine busy before each side's run (other work): ours {busy_before:g} cores,"
         f" Medusa {theirs_raw['machine_busy_before_cores']:g} cores."
     )
+    noisy = disturbed(ours, theirs)
+    if noisy:
+        print("WARNING: other work competed for the CPU, so the ratios are not fair ones:")
+        print("  " + "; ".join(noisy) + ". Run again on a quiet machine.")
 
     report = {
         "started_at": started_at.isoformat(),
@@ -454,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_level": args.seconds,
         "clients": levels,
         "table": [row.as_dict() for row in table],
+        "disturbed_by_other_work": noisy,
         "ours": {
             **ours,
             "gunicorn": options.args(),

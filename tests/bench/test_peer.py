@@ -11,7 +11,7 @@ import pytest
 
 from bench import medusa
 from bench.flow import STEPS
-from bench.peer import medusa_side, ours_side, rows
+from bench.peer import disturbed, medusa_side, ours_side, rows
 
 
 def our_level(clients: int, per_second: float, *, complete_sql: int = 18) -> dict[str, Any]:
@@ -153,3 +153,11 @@ def test_both_sides_split_the_cpu_per_checkout_between_server_postgres_and_clien
     parts = ("server_cpu_ms", "postgres_cpu_ms", "client_cpu_ms")
     assert [ours[part] for part in parts] == [10.0, 2.0, 2.0]
     assert [theirs[part] for part in parts] == [160.0, 40.0, 20.0]
+
+
+def test_levels_where_other_work_took_the_cpu_are_named():
+    ours = ours_side([our_level(1, 10.0)])
+    theirs = medusa_side(MEDUSA_SEQ, [medusa_level(1, 3.5), medusa_level(16, 5.0)], MEDUSA_SQL)
+    theirs["levels"][16]["other_cores"] = 1.2
+
+    assert disturbed(ours, theirs) == ["Medusa at 16 clients: 1.2 cores"]
