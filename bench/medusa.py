@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import server
-from bench.server import ROOT
 
-SCRATCH = ROOT / "bench" / ".medusa"
+SCRATCH = server.ROOT / "bench" / ".medusa"
 DATABASE = "medusa_peer"  # fixed by the peer's sqlcount.sh
 PORT = 9000  # fixed by the peer's server.js and start-server.sh
 INSTALLED_STAMP = SCRATCH / ".package-lock.sha256"
@@ -43,8 +42,8 @@ def peer_dir() -> Path:
     `shared/peers/medusa` folder beside the repository."""
     configured = os.environ.get("MEDUSA_PEER_DIR")
     if not configured:
-        return ROOT.parent / "shared" / "peers" / "medusa"
-    return (ROOT / configured).resolve()
+        return server.ROOT.parent / "shared" / "peers" / "medusa"
+    return (server.ROOT / configured).resolve()
 
 
 def _run(command: list[str], log: str, timeout: float, env: dict[str, str] | None = None) -> str:

@@ -10,7 +10,7 @@ and writes bench/results/peer.json.
 A benchmark, not a test: it exits 0 whatever the figures, unless the run itself broke.
 
     python -m bench.peer [--clients 1,4,16] [--seconds 10] [--skip-medusa-setup]
-                         [--skip-medusa-sql]
+                         [--skip-medusa-sql] [--quiet-wait 60]
 """
 
 from __future__ import annotations
@@ -474,10 +474,11 @@ def main(argv: list[str] | None = None) -> int:
         "ours": {
             **ours,
             "gunicorn": options.args(),
-            "levels_raw": ours_raw,
+            "raw": ours_raw,
             "machine_busy_before_cores": busy_before,
         },
-        "medusa": {**theirs, **theirs_raw},
+        # The side's figures as compared, then what its bench printed (`raw`).
+        "medusa": {**theirs, "raw": theirs_raw},
         "durations_s": {"medusa": theirs_raw["durations"], "ours": ours_seconds},
     }
     RESULTS_FILE.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -136,10 +136,10 @@ def test_medusas_bench_output_is_read_whether_indented_or_one_document_a_line():
 
 def test_the_peer_folder_is_found_beside_the_repository_unless_named(monkeypatch):
     monkeypatch.delenv("MEDUSA_PEER_DIR", raising=False)
-    assert medusa.peer_dir() == medusa.ROOT.parent / "shared" / "peers" / "medusa"
+    assert medusa.peer_dir() == medusa.server.ROOT.parent / "shared" / "peers" / "medusa"
 
     monkeypatch.setenv("MEDUSA_PEER_DIR", "../elsewhere/medusa")
-    assert medusa.peer_dir() == (medusa.ROOT.parent / "elsewhere" / "medusa").resolve()
+    assert medusa.peer_dir() == (medusa.server.ROOT.parent / "elsewhere" / "medusa").resolve()
 
     monkeypatch.setenv("MEDUSA_PEER_DIR", "/opt/medusa")
     assert medusa.peer_dir() == Path("/opt/medusa")
