@@ -195,6 +195,10 @@ def medusa_side(
     }
 
 
+def clients_text(clients: int | None) -> str:
+    return f"{clients} client" if clients == 1 else f"{clients} clients"
+
+
 def rows(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
     """The table: each figure of both sides, and issue 15's targets where it sets one. The
     CPU target is read at the highest level, where the server is busiest."""
@@ -216,7 +220,7 @@ def rows(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
     for clients in levels:
         table.append(
             Row(
-                f"checkouts/s, {clients} client{'s' if clients > 1 else ''}",
+                f"checkouts/s, {clients_text(clients)}",
                 level(ours, clients, "checkouts_per_s"),
                 level(theirs, clients, "checkouts_per_s"),
                 GOALS["throughput"] if clients == 16 else None,
@@ -224,7 +228,7 @@ def rows(ours: dict[str, Any], theirs: dict[str, Any]) -> list[Row]:
         )
     table += [
         Row(
-            f"server CPU per checkout, {top} clients (ms)",
+            f"server CPU per checkout, {clients_text(top)} (ms)",
             level(ours, top, "server_cpu_ms"),
             level(theirs, top, "server_cpu_ms"),
             GOALS["cpu"],
@@ -321,7 +325,7 @@ def disturbed(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     """Levels during which other work on the machine took more than QUIET_CORES: the two
     sides did not have the same machine, and a ratio of their figures is not a fair one."""
     return [
-        f"{name} at {clients} client{'s' if clients > 1 else ''}: {lv['other_cores']:g} cores"
+        f"{name} at {clients_text(clients)}: {lv['other_cores']:g} cores"
         for name, side in (("ours", ours), ("Medusa", theirs))
         for clients, lv in sorted(side["levels"].items())
         if (lv["other_cores"] or 0) > QUIET_CORES
