@@ -46,12 +46,12 @@ def peer_dir() -> Path:
     return (server.ROOT / configured).resolve()
 
 
-def _run(command: list[str], log: str, timeout: float, env: dict[str, str] | None = None) -> str:
+def _run(command: list[str], log: str, timeout: float) -> str:
     """Run a command in the scratch folder, its output kept in `log`; its stdout returned."""
     result = subprocess.run(
         command,
         cwd=SCRATCH,
-        env={**os.environ, "MEDUSA_DISABLE_TELEMETRY": "true", **(env or {})},
+        env={**os.environ, "MEDUSA_DISABLE_TELEMETRY": "true"},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -114,18 +114,6 @@ def server_stop() -> None:
     """stop-server.sh: stops only the server start-server.sh started, by its PID file."""
     if (SCRATCH / "server.pid").exists():
         _run(["./stop-server.sh"], "stop-server.out", timeout=60)
-
-
-def peak_rss_mib(pid: int) -> int | None:
-    """The Node process's high-water resident memory (VmHWM) since it started."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return None
 
 
 def json_documents(text: str) -> list[Any]:
