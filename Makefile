@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 SCREENSHOTS := test-artifacts/screenshots
 
-.PHONY: install run test lint postgres redis browser nginx bench soak
+.PHONY: install run test lint postgres redis browser nginx bench bench-peer soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -102,6 +102,15 @@ test: install postgres redis browser lint
 # more, e.g. BENCH_ARGS="--workers 2 --sql-log"). Figures, not a test: it exits 0.
 bench: install postgres
 	$(BIN)/python -m bench.checkout $(BENCH_ARGS)
+
+# Our checkout against Medusa v1's (../shared/peers/medusa, or MEDUSA_PEER_DIR) in one sitting,
+# one after the other, never both under load at once: per-step medians, checkouts/s at 1, 4
+# and 16 clients (BENCH_SECONDS each, default 10), server CPU per checkout, SQL statements and
+# RSS, as ratios against issue 15's targets. Medusa runs from bench/.medusa/ (git-ignored;
+# `npm ci` only when its package-lock.json changed) on a fresh database `medusa_peer` and
+# port 9000. BENCH_PEER_ARGS for more, e.g. "--skip-medusa-sql". Figures, not a test: it exits 0.
+bench-peer: install postgres
+	$(BIN)/python -m bench.peer $(BENCH_PEER_ARGS)
 
 # Exactly-once under load and faults on a small cluster: nginx in front of two gunicorn
 # servers, two Celery workers (with their schedulers), 16 clients for SOAK_SECONDS (default

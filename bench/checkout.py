@@ -83,11 +83,13 @@ class LevelMeters:
     """Memory and CPU around one level. Where the CPU goes tells what to tune: Python in
     the workers, SQL in PostgreSQL, or the load generator (it shares the same cores)."""
 
-    def __init__(self, gunicorn: server.Gunicorn, sampler: server.MemorySampler) -> None:
+    def __init__(
+        self, gunicorn: server.Gunicorn, sampler: server.MemorySampler, database: str
+    ) -> None:
         self.sampler = sampler
         self.cpu = {
             "server": server.CpuMeter(gunicorn.pids),
-            "postgres": server.CpuMeter(lambda: server.postgres_backend_pids(DATABASE)),
+            "postgres": server.CpuMeter(lambda: server.postgres_backend_pids(database)),
         }
         self.machine = server.MachineCpu()
         self.client_cpu = 0.0
@@ -113,9 +115,13 @@ class LevelMeters:
 
 
 def run_levels(
-    gunicorn: server.Gunicorn, sampler: server.MemorySampler, levels: list[int], seconds: float
+    gunicorn: server.Gunicorn,
+    sampler: server.MemorySampler,
+    levels: list[int],
+    seconds: float,
+    database: str = DATABASE,
 ) -> list[dict[str, Any]]:
-    meters = LevelMeters(gunicorn, sampler)
+    meters = LevelMeters(gunicorn, sampler, database)
     summaries = []
     for clients in levels:
         print(f"  {clients} client(s) for {seconds:g} s ...", flush=True)
@@ -210,33 +216,56 @@ def versions() -> dict[str, str]:
 # Main --------------------------------------------------------------------------------------
 
 
+def measure(
+    *,
+    database: str,
+    levels: list[int],
+    seconds: float,
+    warmup: float,
+    options: server.GunicornOptions,
+    env_extra: dict[str, str] | None = None,
+    log_name: str = "bench-gunicorn.log",
+) -> list[dict[str, Any]]:
+    """A fresh `database`, the project under gunicorn, a warm-up, then each level's summary.
+    Raises CalledProcessError when the project cannot be prepared."""
+    print(f"Preparing a fresh database {database} (migrate, register_providers, seed_demo)")
+    env = server.server_env(server.database_recreate(database), settings="bench.settings")
+    env.update(env_extra or {})
+    server.project_prepare(env)
+    with server.Gunicorn(env, options, log_name) as gunicorn:
+        print(f"gunicorn {options.args()} on {gunicorn.url}")
+        with server.MemorySampler(gunicorn) as sampler:
+            if warmup:
+                # Every worker opens its pool and warms its caches before we measure.
+                run_clients(gunicorn.url, clients=max(levels), seconds=warmup)
+                time.sleep(0.5)
+            return run_levels(gunicorn, sampler, levels, seconds, database)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     levels = [int(n) for n in args.clients.split(",") if n.strip()]
     options = server.GunicornOptions(args.workers, args.threads, preload=not args.no_preload)
 
-    print(f"Preparing a fresh database {DATABASE} (migrate, register_providers, seed_demo)")
-    env = server.server_env(server.database_recreate(DATABASE), settings="bench.settings")
+    env_extra = {}
     if args.sql_log:
         server.RESULTS.mkdir(parents=True, exist_ok=True)
         sql_log = server.RESULTS / "sql.jsonl"
         sql_log.unlink(missing_ok=True)
-        env["BENCH_SQL_LOG"] = str(sql_log)
+        env_extra["BENCH_SQL_LOG"] = str(sql_log)
+    started = datetime.now(UTC)
     try:
-        server.project_prepare(env)
+        summaries = measure(
+            database=DATABASE,
+            levels=levels,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            options=options,
+            env_extra=env_extra,
+        )
     except subprocess.CalledProcessError as error:
         print(f"Could not prepare the project:\n{error.stdout}\n{error.stderr}", file=sys.stderr)
         return 1
-
-    started = datetime.now(UTC)
-    with server.Gunicorn(env, options, "bench-gunicorn.log") as gunicorn:
-        print(f"gunicorn {options.args()} on {gunicorn.url}")
-        with server.MemorySampler(gunicorn) as sampler:
-            if args.warmup:
-                # Every worker opens its pool and warms its caches before we measure.
-                run_clients(gunicorn.url, clients=max(levels), seconds=args.warmup)
-                time.sleep(0.5)
-            summaries = run_levels(gunicorn, sampler, levels, args.seconds)
 
     print()
     print_table(summaries)
@@ -256,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_FILE.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nResults written to {RESULTS_FILE}")
     if args.sql_log:
-        print(f"Statements per request logged to {env['BENCH_SQL_LOG']}")
+        print(f"Statements per request logged to {env_extra['BENCH_SQL_LOG']}")
     # The run broke only if nothing could be measured at all.
     return 0 if any(level["checkouts"] for level in summaries) else 1
 
