@@ -228,10 +228,14 @@ def measure(
 ) -> list[dict[str, Any]]:
     """A fresh `database`, the project under gunicorn, a warm-up, then each level's summary.
     Raises CalledProcessError when the project cannot be prepared."""
-    print(f"Preparing a fresh database {database} (migrate, register_providers, seed_demo)")
+    print(
+        f"Preparing a fresh database {database} (migrate, register_providers, seed_demo, "
+        "the bench's region)"
+    )
     env = server.server_env(server.database_recreate(database), settings="bench.settings")
     env.update(env_extra or {})
     server.project_prepare(env)
+    server.manage(env, "shell", "--command", server.BENCH_REGION_SEED)
     with server.Gunicorn(env, options, log_name) as gunicorn:
         print(f"gunicorn {options.args()} on {gunicorn.url}")
         with server.MemorySampler(gunicorn) as sampler:

@@ -110,6 +110,19 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Medusa's bench seed in our terms: one region (USD, country us) offering `manual` alone,
+# where every demo product is sold at its USD price.
+BENCH_REGION_SEED = """
+from checkout.models import ProductPrice, Region
+from bench.flow import BENCH_REGION
+region, _ = Region.objects.get_or_create(
+    name=BENCH_REGION, defaults={"currency_code": "usd", "countries": ["us"]}
+)
+region.payment_providers.set(["manual"])
+assert ProductPrice.objects.filter(currency_code="usd").exists()
+"""
+
+
 def project_prepare(env: dict[str, str]) -> None:
     """What a deploy runs, then the demo store (forced: DEBUG is off, as in production)."""
     for command in (
