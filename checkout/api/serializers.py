@@ -6,6 +6,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
+from checkout.api.documents import order_document
 from checkout.models import Cart, LineItem, Order, Region, Swap
 from checkout.selectors import order_queryset
 from payments.api.admin_serializers import RefundSerializer
@@ -291,4 +292,4 @@ def render_completion(cart: Cart, order: Order | None = None) -> bytes:
         return JSONRenderer().render({"type": "swap", "data": SwapSerializer(swap).data})
     if order is None:
         order = order_queryset().get(cart=cart)
-    return JSONRenderer().render({"type": "order", "data": OrderSerializer(order).data})
+    return JSONRenderer().render({"type": "order", "data": order_document(order)})

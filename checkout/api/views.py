@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from checkout import services
+from checkout.api.documents import cart_document, order_document
 from checkout.api.serializers import (
     CartCreateInput,
     CartSerializer,
@@ -36,7 +37,7 @@ STORE_SCOPE = "store"
 
 
 def cart_response(cart: Any, status: int = 200) -> Response:
-    return Response(CartSerializer(cart).data, status=status)
+    return Response(cart_document(cart), status=status)
 
 
 CART_ERRORS = error_responses(400, 404, 409)
@@ -175,7 +176,7 @@ class CartCompleteView(viewsets.GenericViewSet):
             if outcome.replayed:
                 response["Idempotent-Replayed"] = "true"
             return response
-        return Response({"type": "cart", "data": CartSerializer(outcome.cart).data})
+        return Response({"type": "cart", "data": cart_document(outcome.cart)})
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -191,4 +192,4 @@ class OrderViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={200: OrderSerializer, **error_responses(404)})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(OrderSerializer(order_get(pk)).data)
+        return Response(order_document(order_get(pk)))
