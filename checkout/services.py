@@ -1,10 +1,11 @@
 """Cart services: line items, region changes and the cart's payment sessions.
 
 Every change locks the cart row first (the first lock of the fixed order cart -> key ->
-session -> payment -> order), refuses a cart whose completion is in flight or done, and
-holds a CartChange lease until its provider calls are over, so a completion cannot start
-in between. Provider calls run outside any transaction. A provider that is down fails
-only its own session.
+session -> payment -> order), refuses a cart whose completion is in flight or done, and,
+when it has provider calls to make, takes a CartChange lease in that same transaction and
+holds it until they are over, so a completion cannot start in between. Provider calls run
+outside any transaction. A provider that is down fails only its own session. Each step
+answers with the rows it read under the lock or wrote, not with a second read.
 """
 
 from __future__ import annotations
