@@ -171,11 +171,15 @@ def json_log() -> Iterator[io.StringIO]:
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter(**options))
     root = logging.getLogger()
+    # INFO whatever LOG_LEVEL the environment running the suite sets.
+    level = root.level
+    root.setLevel(logging.INFO)
     root.addHandler(handler)
     try:
         yield stream
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def records(stream: io.StringIO) -> list[dict[str, str]]:
