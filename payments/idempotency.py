@@ -173,7 +173,7 @@ def _insert_leased(request: IdempotentRequest, resource_id: str) -> Lease | None
 
 def live_keys_of(resource_id: str | OuterRef) -> QuerySet[IdempotencyKey]:
     """The keys a live request holds while it works on this resource (a cart). With an
-    OuterRef, an `Exists` of it rides along with the query that locks the resource."""
+    OuterRef, it is an `Exists` check of a query on the resource's own table."""
     return IdempotencyKey.objects.filter(resource_id=resource_id, locked_at__gt=_lease_cutoff())
 
 
