@@ -33,7 +33,10 @@ def test_the_soak_config_carries_deploys_proxy_settings(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 def test_nginx_accepts_the_soak_config(tmp_path: Path) -> None:
     conf = tmp_path / "nginx.conf"
-    conf.write_text(nginx.render_config(tmp_path, 8080, ["127.0.0.1:9001", "127.0.0.1:9002"]))
+    # Its logs in tmp_path too: a fresh clone has no bench/results/ for nginx to open.
+    upstreams = ["127.0.0.1:9001", "127.0.0.1:9002"]
+    logs = {"access_log": tmp_path / "access.log", "error_log": tmp_path / "error.log"}
+    conf.write_text(nginx.render_config(tmp_path, 8080, upstreams, **logs))
 
     checked = subprocess.run(
         ["nginx", "-p", str(tmp_path), "-c", str(conf), "-t"], capture_output=True, text=True
