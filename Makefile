@@ -99,7 +99,9 @@ test: install postgres redis browser lint
 
 # Checkout latency, throughput, SQL statements per request and server memory under gunicorn
 # and PostgreSQL, at 1, 4 and 16 clients (BENCH_SECONDS each, default 10; BENCH_ARGS for
-# more, e.g. BENCH_ARGS="--workers 2 --sql-log"). Figures, not a test: it exits 0.
+# more, e.g. BENCH_ARGS="--workers 2 --sql-log"; BENCH_ARGS="--cluster" for nginx in front of
+# two gunicorn servers, as the soak runs them; `make nginx` installs it). Figures, not a test:
+# it exits 0.
 bench: install postgres
 	$(BIN)/python -m bench.checkout $(BENCH_ARGS)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.client import CONNECTION_ERRORS, Client
-from bench.server import RESULTS, ROOT, free_port
+from bench.server import RESULTS, ROOT, child_pids, free_port
 from bench.soak_checks import check
 
 DEPLOY_CONF = ROOT / "deploy" / "nginx" / "payments.conf"
@@ -145,17 +145,22 @@ def logs_clear() -> None:
 
 
 class Nginx:
-    """nginx (`nginx -p <dir> -c <conf> -g 'daemon off;'`) as a child of the soak."""
+    """nginx (`nginx -p <dir> -c <conf> -g 'daemon off;'`) as a child of the soak, or of
+    `bench.checkout --cluster` (`log_name="bench-nginx"`)."""
 
-    def __init__(self, upstreams: list[str]) -> None:
+    def __init__(self, upstreams: list[str], *, log_name: str = "soak-nginx") -> None:
         self.upstreams = upstreams  # "127.0.0.1:port" of each server
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.prefix = Path(tempfile.mkdtemp(prefix="soak-nginx-"))
+        self.prefix = Path(tempfile.mkdtemp(prefix=f"{log_name}-"))
         # Its workers run as `nobody` when the soak runs as root: they write the temp paths.
         self.prefix.chmod(0o755)
         self.conf = self.prefix / "nginx.conf"
-        self.stdout_path = RESULTS / "soak-nginx.log"
+        # The soak reads ACCESS_LOG and ERROR_LOG; `make bench --cluster` names its own, so
+        # it never overwrites a soak's.
+        self.stdout_path = RESULTS / f"{log_name}.log"
+        self.access_log = RESULTS / f"{log_name}-access.log"
+        self.error_log = RESULTS / f"{log_name}-error.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -165,8 +170,17 @@ class Nginx:
 
     def start(self, ready_timeout: float = 15.0) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        logs_clear()
-        self.conf.write_text(render_config(self.prefix, self.port, self.upstreams))
+        for log in (self.access_log, self.error_log):
+            log.unlink(missing_ok=True)
+        self.conf.write_text(
+            render_config(
+                self.prefix,
+                self.port,
+                self.upstreams,
+                access_log=self.access_log,
+                error_log=self.error_log,
+            )
+        )
         checked = subprocess.run([*self.command(), "-t"], capture_output=True, text=True)
         if checked.returncode != 0:
             raise RuntimeError(f"nginx -t refused {self.conf}: {checked.stderr}")
@@ -179,7 +193,7 @@ class Nginx:
         try:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
-                    raise RuntimeError(f"nginx exited; see {self.stdout_path} and {ERROR_LOG}")
+                    raise RuntimeError(f"nginx exited; see {self.stdout_path} and {self.error_log}")
                 try:
                     if client.request("GET", "/api/store/regions").status == 200:
                         return
@@ -188,7 +202,13 @@ class Nginx:
                 time.sleep(0.2)
         finally:
             client.close()
-        raise RuntimeError(f"nginx did not answer within {ready_timeout} s; see {ERROR_LOG}")
+        raise RuntimeError(f"nginx did not answer within {ready_timeout} s; see {self.error_log}")
+
+    def pids(self) -> list[int]:
+        """The master and its worker: what nginx costs in CPU."""
+        if self._process is None:
+            return []
+        return [self._process.pid, *child_pids(self._process.pid)]
 
     def stop(self) -> None:
         """SIGQUIT: nginx's graceful shutdown (requests in hand finish), then a kill."""

@@ -107,14 +107,6 @@ class Row:
 CPU_PARTS = (("server", "server"), ("postgres", "postgres"), ("client", "load generator"))
 
 
-def per_checkout_ms(cores: float | None, seconds: float, checkouts: int) -> float | None:
-    """CPU per checkout in ms: `cores` busy for `seconds` (or CPU seconds and 1.0). For the
-    servers, the utime + stime of their processes (Node; gunicorn's master and workers)."""
-    if cores is None or not checkouts:
-        return None
-    return round(cores * seconds / checkouts * 1000, 1)
-
-
 def ours_side(levels: list[dict[str, Any]]) -> dict[str, Any]:
     """From bench.checkout's level summaries. SQL: the most any request of a step issued."""
     one = next((lv for lv in levels if lv["clients"] == 1), None)
@@ -139,7 +131,7 @@ def ours_side(levels: list[dict[str, Any]]) -> dict[str, Any]:
                 "checkouts_per_s": lv["checkouts_per_second"],
                 "checkout_ms": lv["flow"]["median_ms"],
                 **{
-                    f"{name}_cpu_ms": per_checkout_ms(
+                    f"{name}_cpu_ms": checkout.per_checkout_ms(
                         lv["cpu_cores"][measured], lv["seconds"], lv["checkouts"]
                     )
                     for name, measured in CPU_PARTS
@@ -176,13 +168,13 @@ def medusa_side(
                 "checkout_ms": lv["checkout_ms_median"],
                 # The server's from bench.py, over the level as ours; the others over the
                 # whole call of bench.py (bench.medusa.level_measure).
-                "server_cpu_ms": per_checkout_ms(
+                "server_cpu_ms": checkout.per_checkout_ms(
                     lv["server_cpu_pct_of_one_core"] / 100, lv["seconds"], lv["checkouts"]
                 ),
-                "postgres_cpu_ms": per_checkout_ms(
+                "postgres_cpu_ms": checkout.per_checkout_ms(
                     lv["cpu_seconds"]["postgres"], 1.0, lv["checkouts"]
                 ),
-                "client_cpu_ms": per_checkout_ms(
+                "client_cpu_ms": checkout.per_checkout_ms(
                     lv["cpu_seconds"]["load generator"], 1.0, lv["checkouts"]
                 ),
                 "other_cores": lv["other_cores"],

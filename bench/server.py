@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import psycopg
 from psycopg import sql
@@ -293,6 +293,12 @@ def pss_kib(pid: int) -> int:
     return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
+class HasPids(Protocol):
+    """A Gunicorn, or several servers taken together (`bench.checkout.Deployment`)."""
+
+    def pids(self) -> list[int]: ...
+
+
 class MemorySampler:
     """Samples the summed RSS (and PSS) of gunicorn's master and workers in a thread.
 
@@ -300,7 +306,7 @@ class MemorySampler:
     upper bound of what the server uses; PSS is the fair share and is printed beside it.
     """
 
-    def __init__(self, server: Gunicorn, interval: float = 0.2) -> None:
+    def __init__(self, server: HasPids, interval: float = 0.2) -> None:
         self.server = server
         self.interval = interval
         self.peak_rss = 0
