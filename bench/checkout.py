@@ -35,13 +35,13 @@ from bench.nginx import Nginx
 
 DATABASE = "payments_bench"
 RESULTS_FILE = server.RESULTS / "checkout.json"
-# Cores used by processes other than the server, PostgreSQL and the load generator above
+# Cores used by processes other than the servers, nginx, PostgreSQL and the load generator above
 # which a level's figures are flagged as disturbed.
 OTHER_CPU_WARNING = 0.25
 # Workers per server with --cluster: 2 servers x 2 workers x 4 threads is 4 Python worker
 # processes on 2 cores, two per core so one runs while the other waits on PostgreSQL (single
 # mode's 3 plus one), and 16 threads for 16 clients. The second server costs a second master
-# and a second copy of the preloaded code: ~520 MB summed RSS (~300 MB PSS) against single
+# and a second copy of the preloaded code: ~525 MB summed RSS (300-380 MB PSS) against single
 # mode's ~350 MB, so issue 7's 400 MB is a single server's budget. 2 x 3 workers would put 6
 # processes in the queue for 2 cores and take more memory still.
 CLUSTER_WORKERS = 2
