@@ -324,18 +324,23 @@ def measure(
         "the bench's region)"
     )
     env = server.server_env(server.database_recreate(database), settings="bench.settings")
-    env.update(env_extra or {})
+    # No worker runs: the release messages the completions send go to a queue of the run's
+    # own, dropped at the end, not to the one `make run`'s worker reads.
+    env = server.own_queue({**env, **(env_extra or {})}, "bench")
     server.project_prepare(env)
     server.manage(env, "shell", "--command", server.BENCH_REGION_SEED)
-    with (
-        deployment(env, options, log_name, cluster=cluster) as deployed,
-        server.MemorySampler(deployed) as sampler,
-    ):
-        if warmup:
-            # Every worker opens its pool and warms its caches before we measure.
-            run_clients(deployed.url, clients=max(levels), seconds=warmup)
-            time.sleep(0.5)
-        return run_levels(deployed, sampler, levels, seconds, database)
+    try:
+        with (
+            deployment(env, options, log_name, cluster=cluster) as deployed,
+            server.MemorySampler(deployed) as sampler,
+        ):
+            if warmup:
+                # Every worker opens its pool and warms its caches before we measure.
+                run_clients(deployed.url, clients=max(levels), seconds=warmup)
+                time.sleep(0.5)
+            return run_levels(deployed, sampler, levels, seconds, database)
+    finally:
+        server.queue_forget(env)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 import psycopg
+import redis
 from psycopg import sql
 
 from bench.client import CONNECTION_ERRORS, Client
@@ -96,6 +97,23 @@ def server_env(database_url: str, settings: str) -> dict[str, str]:
         "PAYMENT_PROVIDERS": "manual,test",
         "STORE_API_THROTTLE": "off",
     }
+
+
+def own_queue(env: dict[str, str], prefix: str) -> dict[str, str]:
+    """A Celery queue of this run's own, so the messages its servers send (hints only: the
+    worker's sweeps find the same work) never reach another run's or the developer's
+    worker, and `queue_forget` can drop them."""
+    return {
+        **env,
+        "CELERY_QUEUE": f"{prefix}-{secrets.token_hex(6)}",
+        "REDIS_URL": env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+    }
+
+
+def queue_forget(env: dict[str, str]) -> None:
+    """Drop the run's queue: what is left in it belongs to nobody now (Redis may be down)."""
+    with contextlib.suppress(redis.RedisError):
+        redis.Redis.from_url(env["REDIS_URL"]).delete(env["CELERY_QUEUE"])
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -40,12 +40,10 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-import redis
 
 from bench import nginx, server, soak_checks
 from bench.celery_worker import CeleryWorker
@@ -367,12 +365,6 @@ def soak_env(dsn: str, queue_name: str, *, behind_nginx: bool) -> dict[str, str]
     }
 
 
-def redis_forget(env: dict[str, str]) -> None:
-    """Drop the soak's queue: the messages left in it (hints only) belong to nobody now."""
-    with suppress(redis.RedisError):
-        redis.Redis.from_url(env["REDIS_URL"]).delete(env["CELERY_QUEUE"])
-
-
 # The run ----------------------------------------------------------------------------------
 
 
@@ -457,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     balancer: Nginx | None = None
     with ExitStack() as stack:
-        stack.callback(redis_forget, env)
+        stack.callback(server.queue_forget, env)
         workers = [CeleryWorker(env, f"celery{i}") for i in (1, 2)]
         for worker in workers:
             stack.callback(worker.stop)
